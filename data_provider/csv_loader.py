@@ -1,0 +1,77 @@
+"""Read a forecasting CSV and refuse what would silently corrupt training, with one clear line each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from engine.errors import UserError
+
+
+@dataclass
+class Series:
+    """A validated multivariate series: dates, float values, column names (target last)."""
+
+    dates: pd.DatetimeIndex
+    values: np.ndarray  # [T, C] float64
+    columns: list[str]
+
+
+def read_series(path: Path, *, date_column: str | None, target: str, features: str, fillna: str,
+                drop_columns: tuple[str, ...] = ()) -> Series:
+    """Columns kept: the target alone for S, else every variable with the target moved last."""
+    if not path.is_file():
+        raise UserError(f"data file not found: {path} (set --root_path/--data_path; see README 'Datasets')")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from None
+    if frame.shape[1] < 2:
+        raise UserError(f"{path}: needs a date column followed by at least one variable")
+
+    date_column = date_column or str(frame.columns[0])
+    if date_column not in frame.columns:
+        raise UserError(f"{path}: missing date column {date_column!r}")
+    dates = pd.to_datetime(frame[date_column], errors="coerce", utc=False, format="mixed")
+    if dates.isna().any():
+        bad = frame[date_column][dates.isna()].iloc[0]
+        raise UserError(f"{path}: the first column {date_column!r} must hold dates; "
+                        f"{int(dates.isna().sum())} values are not (e.g. {bad!r})")
+    variables = frame.drop(columns=[date_column, *[c for c in drop_columns if c in frame.columns]])
+
+    if target not in variables.columns:
+        raise UserError(f"{path}: target column {target!r} (--target) not found; "
+                        f"columns: {', '.join(map(str, variables.columns))}")
+    if features == "S":
+        variables = variables[[target]]
+    else:
+        variables = variables[[c for c in variables.columns if c != target] + [target]]
+
+    non_numeric = [str(c) for c in variables.columns if not pd.api.types.is_numeric_dtype(variables[c])]
+    if non_numeric:
+        raise UserError(f"{path}: non-numeric columns {', '.join(non_numeric)}; "
+                        "remove them or convert them to numbers")
+
+    values = variables.to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        counts = {str(c): int(n) for c, n in zip(variables.columns, bad.sum(axis=0), strict=False) if n}
+        if fillna == "none":
+            listed = ", ".join(f"{c!r}: {n}" for c, n in counts.items())
+            raise UserError(f"{path}: NaN/inf values in column(s) {listed}; "
+                            "pass --fillna ffill or --fillna zero to fill them")
+        values = _fill(values, bad, fillna)
+    return Series(pd.DatetimeIndex(dates), values, [str(c) for c in variables.columns])
+
+
+def _fill(values: np.ndarray, bad: np.ndarray, how: str) -> np.ndarray:
+    values = values.copy()
+    values[bad] = np.nan
+    if how == "zero":
+        return np.nan_to_num(values, nan=0.0)
+    # ffill; values before the first finite one take that first value (bfill)
+    filled = pd.DataFrame(values).ffill().bfill().to_numpy()
+    return np.nan_to_num(filled, nan=0.0)

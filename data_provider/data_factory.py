@@ -1,0 +1,90 @@
+"""Config -> scaled splits -> window datasets -> DataLoaders. The one data builder both CLIs call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from data_provider.csv_loader import read_series
+from data_provider.registry import describe, get_spec, resolve_path
+from data_provider.splits import SPLITS, Borders, check_lengths, compute_borders
+from data_provider.timefeatures import time_features
+from data_provider.windows import WindowDataset, collate_batch
+from engine.config import Config
+from engine.errors import UserError
+
+
+@dataclass
+class DataBundle:
+    path: Path
+    columns: list[str]
+    n_vars: int  # variables a model sample holds (1 when channel-independent)
+    borders: Borders
+    mean: np.ndarray  # scaler fitted on the train split only
+    std: np.ndarray
+    description: str
+    freq: str
+    datasets: dict[str, WindowDataset]
+
+    def summary(self) -> dict:
+        return {"path": str(self.path), "columns": self.columns, "n_vars": self.n_vars,
+                "borders": {s: list(self.borders.of(s)) for s in SPLITS},
+                "samples": {s: len(d) for s, d in self.datasets.items()}, "freq": self.freq}
+
+
+def build_data(cfg: Config, *, with_time_features: bool = False) -> DataBundle:
+    """Time features are only computed for models that read them (Time-LLM does not)."""
+    spec = get_spec(cfg.data)
+    path = resolve_path(cfg.data, cfg.root_path, cfg.data_path)
+    target = cfg.target or spec.target
+    is_vic_elec = cfg.data == "vic_elec"
+    series = read_series(path, date_column="Time" if is_vic_elec else None, target=target,
+                         features=cfg.features, fillna=cfg.fillna,
+                         drop_columns=("Date", "Holiday") if is_vic_elec else ())
+    n_columns = series.values.shape[1]
+    if cfg.enc_in and cfg.enc_in != n_columns:
+        raise UserError(f"--enc_in {cfg.enc_in} does not match the {n_columns} variable(s) of {path.name} "
+                        f"with --features {cfg.features}; pass --enc_in 0 to read it from the data")
+
+    borders = compute_borders(spec.split, len(series.values), cfg.seq_len, cfg.percent)
+    check_lengths(borders, cfg.seq_len, cfg.pred_len)
+    lo, hi = borders.scaler_rows
+    mean = series.values[lo:hi].mean(axis=0)
+    std = series.values[lo:hi].std(axis=0)
+    std = np.where(std > 0, std, 1.0)  # a constant column stays finite
+    scaled = (series.values - mean) / std
+
+    freq = cfg.freq or spec.freq
+    marks = time_features(series.dates, freq) if with_time_features else None
+    channel_independent = cfg.features != "MS"
+    datasets = {}
+    for split in SPLITS:
+        a, b = borders.of(split)
+        datasets[split] = WindowDataset(scaled[a:b], cfg.seq_len, cfg.pred_len,
+                                        channel_independent=channel_independent,
+                                        target_only=cfg.features == "MS",
+                                        marks=None if marks is None else marks[a:b])
+    return DataBundle(path=path, columns=series.columns, n_vars=1 if channel_independent else n_columns,
+                      borders=borders, mean=mean, std=std, description=describe(cfg.data, path),
+                      freq=freq, datasets=datasets)
+
+
+def build_loaders(cfg: Config, data: DataBundle) -> dict[str, DataLoader]:
+    """Training drops its ragged last batch (as the benchmarks do); validation and test keep every sample."""
+    if len(data.datasets["train"]) < cfg.batch_size:
+        raise UserError(f"--batch_size {cfg.batch_size} is larger than the {len(data.datasets['train'])} "
+                        "training samples; lower it")
+    common = {"num_workers": cfg.num_workers, "collate_fn": collate_batch,
+              "pin_memory": torch.cuda.is_available(), "persistent_workers": cfg.num_workers > 0}
+    return {
+        "train": DataLoader(data.datasets["train"], batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                            **common),
+        "val": DataLoader(data.datasets["val"], batch_size=cfg.eval_batch_size, shuffle=False,
+                          drop_last=False, **common),
+        "test": DataLoader(data.datasets["test"], batch_size=cfg.eval_batch_size, shuffle=False,
+                           drop_last=False, **common),
+    }

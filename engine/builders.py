@@ -1,0 +1,64 @@
+"""The builders both CLIs call, so the estimator times exactly what training runs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, InitProcessGroupKwargs
+
+from data_provider.data_factory import DataBundle
+from engine.config import Config
+from engine.errors import UserError
+from models.backbone import load_backbone
+from models.time_llm import TimeLLM
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def build_accelerator(cfg: Config) -> Accelerator:
+    """One Accelerator per process; precision from --use_amp, else from `accelerate launch` (default: fp32)."""
+    mixed = None
+    if cfg.use_amp:
+        bf16_ok = torch.cuda.is_bf16_supported() if torch.cuda.is_available() else True
+        mixed = "bf16" if bf16_ok else "fp16"
+    launched = "RANK" in os.environ  # started by accelerate launch / torchrun: a process group follows
+    handlers = [InitProcessGroupKwargs(backend="gloo")] if launched and not torch.cuda.is_available() else []
+    return Accelerator(mixed_precision=mixed, kwargs_handlers=handlers,
+                       dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
+
+
+def compute_dtype(accelerator: Accelerator) -> torch.dtype:
+    """Frozen weights are held in the mixed-precision dtype to halve their memory; fp32 otherwise."""
+    return DTYPES.get(accelerator.mixed_precision, torch.float32)
+
+
+def prompt_description(cfg: Config, data: DataBundle) -> str:
+    if not cfg.prompt_domain:
+        return data.description
+    if cfg.content:
+        return cfg.content
+    path = Path(cfg.prompt_bank_dir) / f"{cfg.data}.txt"
+    if not path.is_file():
+        raise UserError(f"--prompt_domain 1: no --content and no prompt bank file {path} "
+                        "(set --prompt_bank_dir or pass --content TEXT)")
+    return path.read_text(encoding="utf-8").strip()
+
+
+def build_model(cfg: Config, data: DataBundle, dtype: torch.dtype = torch.float32) -> TimeLLM:
+    backbone = load_backbone(cfg.llm_model, llm_path=cfg.llm_path, llm_init=cfg.llm_init,
+                             llm_layers=cfg.llm_layers, llm_dim=cfg.llm_dim,
+                             allow_download=cfg.allow_download, dtype=dtype)
+    if cfg.d_ff > backbone.hidden_size:
+        raise UserError(f"--d_ff {cfg.d_ff} exceeds the backbone width {backbone.hidden_size}; lower it")
+    model = TimeLLM(backbone, description=prompt_description(cfg, data), seq_len=cfg.seq_len,
+                    pred_len=cfg.pred_len, d_model=cfg.d_model, n_heads=cfg.n_heads, d_ff=cfg.d_ff,
+                    patch_len=cfg.patch_len, stride=cfg.stride, num_tokens=cfg.num_tokens, dropout=cfg.dropout)
+    limit = getattr(backbone.model.config, "max_position_embeddings", None)
+    if limit and model.sequence_length > limit:
+        raise UserError(f"the LLM would see {model.sequence_length} tokens ({model.prompt.length} prompt + "
+                        f"{model.num_patches} patches) but {cfg.llm_model} takes at most {limit}; "
+                        "shorten --seq_len or raise --stride/--patch_len")
+    return model

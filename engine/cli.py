@@ -1,0 +1,33 @@
+"""What both command-line entry points share: quiet libraries, one-line user errors, exit codes."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+from engine.errors import UserError
+
+
+def quiet_libraries() -> None:
+    """Keep the terminal for our own progress: no per-weight loading bars or library chatter."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+    import transformers
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")  # DeepSpeed would warn that it fell back to CPU
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def run_cli(main: Callable[[], object]) -> int:
+    """Run `main`; a UserError becomes one line on stderr and exit code 2, no traceback."""
+    quiet_libraries()
+    try:
+        main()
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0

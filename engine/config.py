@@ -1,0 +1,159 @@
+"""Run configuration: one dataclass, one argparse parser generated from it.
+
+Every flag is declared once, as a field with its default and help text, so the
+training CLI, the estimator and the tests all see the same vocabulary (the
+Time-LLM / Time-Series-Library flag names). The defaults are the embedded run:
+`python run_main.py` trains Time-LLM on vic_elec with the pretrained MiniLM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.errors import UserError
+
+
+def _flag(default: Any, help: str, choices: list | None = None, group: str = "") -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices, "group": group})
+
+
+@dataclass
+class Config:
+    # --- basic (TSLib names) ---
+    task_name: str = _flag("long_term_forecast", "task; only long_term_forecast is supported so far",
+                           ["long_term_forecast"], "basic")
+    is_training: int = _flag(1, "1: train then test; 0: test the checkpoint of this setting", [0, 1], "basic")
+    model_id: str = _flag("", "free-form run id used in the setting name (default: <data>_<seq_len>_<pred_len>)",
+                          group="basic")
+    model_comment: str = _flag("none", "free-form comment kept in results.json", group="basic")
+    model: str = _flag("TimeLLM", "model name", ["TimeLLM"], "basic")
+    seed: int = _flag(2021, "random seed; --itr K uses seed, seed+1, ..., seed+K-1", group="basic")
+    des: str = _flag("Exp", "experiment description, part of the setting name", group="basic")
+
+    # --- data ---
+    data: str = _flag("vic_elec", "dataset: ETTh1 ETTh2 ETTm1 ETTm2 custom vic_elec", group="data")
+    root_path: str = _flag("./dataset", "folder holding --data_path", group="data")
+    data_path: str = _flag("", "CSV file under --root_path (default: <data>.csv; vic_elec needs none)",
+                           group="data")
+    features: str = _flag("S", "M: all variables, each its own sample; S: the target alone; "
+                               "MS: all variables in, the target scored", ["M", "S", "MS"], "data")
+    target: str = _flag("", "target column for S/MS (default: OT; Demand for vic_elec)", group="data")
+    freq: str = _flag("", "time-feature frequency: s t h d b w m or e.g. 15min, 30min "
+                          "(default: the dataset's own)", group="data")
+    fillna: str = _flag("none", "what to do with NaN/inf values: none (refuse) | ffill | zero",
+                        ["none", "ffill", "zero"], "data")
+    percent: int = _flag(100, "few-shot: percent of the training windows to use (1-100)", group="data")
+    seq_len: int = _flag(192, "input window length", group="data")
+    label_len: int = _flag(0, "decoder start-token length; accepted for TSLib compatibility, "
+                              "Time-LLM has no decoder input", group="data")
+    pred_len: int = _flag(48, "forecast horizon", group="data")
+    enc_in: int = _flag(0, "number of input variables (0: read from the data; a wrong value is an error)",
+                        group="data")
+    num_workers: int = _flag(0, "DataLoader worker processes (0: load in the training process)", group="data")
+
+    # --- model ---
+    d_model: int = _flag(16, "patch embedding width", group="model")
+    n_heads: int = _flag(8, "heads of the reprogramming attention", group="model")
+    d_ff: int = _flag(32, "per-head width of the reprogramming attention and LLM features fed to the head",
+                      group="model")
+    dropout: float = _flag(0.1, "dropout of patch embedding, reprogramming and head", group="model")
+    patch_len: int = _flag(16, "patch length", group="model")
+    stride: int = _flag(8, "patch stride", group="model")
+    num_tokens: int = _flag(1000, "text prototypes the patches are reprogrammed onto", group="model")
+    prompt_domain: int = _flag(0, "1: dataset description from --content or the prompt bank file",
+                               [0, 1], "model")
+    content: str = _flag("", "dataset description text for the prompt (with --prompt_domain 1)", group="model")
+    prompt_bank_dir: str = _flag("./dataset/prompt_bank", "folder of <data>.txt descriptions "
+                                 "(with --prompt_domain 1 and no --content)", group="model")
+    llm_model: str = _flag("MiniLM", "backbone: GPT2 LLAMA BERT MiniLM or a Hugging Face id", group="model")
+    llm_path: str = _flag("", "local folder holding the backbone (config, weights, tokenizer)", group="model")
+    llm_init: str = _flag("pretrained", "pretrained: load weights; random: build from the config",
+                          ["pretrained", "random"], "model")
+    llm_dim: int = _flag(0, "backbone width (0: read from the model; with --llm_init random sets it)",
+                         group="model")
+    llm_layers: int = _flag(2, "keep the first N backbone layers", group="model")
+    allow_download: bool = _flag(False, "let the backbone be fetched from the Hugging Face hub "
+                                        "when it is not found locally", group="model")
+
+    # --- optimisation ---
+    itr: int = _flag(1, "repeat the experiment K times with seeds seed..seed+K-1", group="optimization")
+    train_epochs: int = _flag(2, "training epochs", group="optimization")
+    batch_size: int = _flag(32, "training batch size per process", group="optimization")
+    eval_batch_size: int = _flag(128, "validation/test batch size per process", group="optimization")
+    patience: int = _flag(3, "early stopping: epochs without a better validation MSE", group="optimization")
+    learning_rate: float = _flag(1e-3, "learning rate (the schedule's peak)", group="optimization")
+    loss: str = _flag("MSE", "training loss", ["MSE", "MAE"], "optimization")
+    lradj: str = _flag("type1", "learning-rate schedule (see README)",
+                       ["type1", "type2", "type3", "constant", "TST", "COS"], "optimization")
+    pct_start: float = _flag(0.2, "warm-up fraction of the TST (one-cycle) schedule", group="optimization")
+    max_train_steps: int = _flag(50, "cap on optimizer steps per epoch (0: no cap; the embedded default "
+                                     "trains 50 per epoch)", group="optimization")
+    use_amp: bool = _flag(False, "mixed precision: bf16 where supported, else fp16", group="optimization")
+
+    # --- outputs ---
+    checkpoints: str = _flag("./checkpoints", "folder for checkpoints (trainable parameters only)",
+                             group="outputs")
+    output_dir: str = _flag("./results", "folder for results.json and result_long_term_forecast.txt",
+                            group="outputs")
+
+    # ----------------------------------------------------------------------------------
+    def validate(self) -> Config:
+        """Reject values no run could use; each message names the flag."""
+        positive = ["seq_len", "pred_len", "d_model", "n_heads", "d_ff", "patch_len", "stride",
+                    "num_tokens", "llm_layers", "itr", "train_epochs", "batch_size", "eval_batch_size",
+                    "patience"]
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise UserError(f"--{name} must be a positive integer, got {getattr(self, name)}")
+        for name in ["label_len", "enc_in", "num_workers", "max_train_steps", "llm_dim"]:
+            if getattr(self, name) < 0:
+                raise UserError(f"--{name} must be >= 0, got {getattr(self, name)}")
+        if not 1 <= self.percent <= 100:
+            raise UserError(f"--percent must be between 1 and 100, got {self.percent}")
+        if self.patch_len > self.seq_len:
+            raise UserError(f"--patch_len {self.patch_len} is longer than --seq_len {self.seq_len}; "
+                            f"use a patch length of at most {self.seq_len}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise UserError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.learning_rate <= 0:
+            raise UserError(f"--learning_rate must be positive, got {self.learning_rate}")
+        if not 0.0 < self.pct_start < 1.0:
+            raise UserError(f"--pct_start must be in (0, 1), got {self.pct_start}")
+        return self
+
+    @property
+    def setting(self) -> str:
+        """Run name shared by checkpoints/ and results/; holds lr and batch so sweeps don't collide."""
+        model_id = self.model_id or f"{self.data}_{self.seq_len}_{self.pred_len}"
+        llm = self.llm_model.replace("/", "-")
+        return (f"{self.task_name}_{model_id}_{self.model}_{self.data}_ft{self.features}_sl{self.seq_len}"
+                f"_ll{self.label_len}_pl{self.pred_len}_dm{self.d_model}_nh{self.n_heads}_df{self.d_ff}"
+                f"_{llm}{self.llm_layers}_lr{self.learning_rate:g}_bs{self.batch_size}_{self.des}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def build_parser(description: str) -> argparse.ArgumentParser:
+    """One argparse flag per Config field, grouped as in the README."""
+    parser = argparse.ArgumentParser(description=description,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for f in dataclasses.fields(Config):
+        meta = f.metadata
+        group = groups.setdefault(meta["group"], parser.add_argument_group(meta["group"]))
+        if f.type == "bool":
+            group.add_argument(f"--{f.name}", action="store_true", help=meta["help"])
+            continue
+        kind = {"int": int, "float": float, "str": str}[f.type]
+        group.add_argument(f"--{f.name}", type=kind, default=f.default, choices=meta["choices"],
+                           help=meta["help"])
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    names = {f.name for f in dataclasses.fields(Config)}
+    return Config(**{k: v for k, v in vars(args).items() if k in names}).validate()

@@ -1,0 +1,86 @@
+"""How long will a run take? Times real training steps and validation batches, projects epoch and run time.
+
+Takes every run_main.py flag (same parser, Config and builders, so it times exactly what training
+runs) plus --warmup_batches and --measure_batches. Writes no checkpoint and no results file.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+
+
+def main(argv: list[str] | None = None) -> int:
+    from engine.config import build_parser, config_from_args
+
+    parser = build_parser("Estimate the training time of a run_main.py configuration.")
+    extra = parser.add_argument_group("estimator")
+    extra.add_argument("--warmup_batches", type=int, default=5, help="untimed steps first (compilation, caches)")
+    extra.add_argument("--measure_batches", type=int, default=10, help="timed training steps")
+    args = parser.parse_args(argv)
+
+    def estimate() -> None:
+        import torch
+        from accelerate.utils import set_seed
+
+        from data_provider.data_factory import build_data, build_loaders
+        from engine.builders import build_accelerator, build_model, compute_dtype
+        from engine.errors import UserError
+        from engine.schedules import build_scheduler
+        from engine.trainer import forecast, loss_fn, train_step
+
+        cfg = config_from_args(args)
+        if args.warmup_batches < 0 or args.measure_batches < 1:
+            raise UserError("--warmup_batches must be >= 0 and --measure_batches >= 1")
+        set_seed(cfg.seed)
+        accelerator = build_accelerator(cfg)
+        data = build_data(cfg)
+        loaders = build_loaders(cfg, data)
+        model = build_model(cfg, data, compute_dtype(accelerator))
+        optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate,
+                                     fused=True)
+        model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, loaders["train"],
+                                                                         loaders["val"])
+        steps_per_epoch = min(len(train_loader), cfg.max_train_steps or len(train_loader))
+        scheduler = build_scheduler(optimizer, cfg.lradj, cfg.learning_rate, cfg.train_epochs, steps_per_epoch,
+                                    cfg.pct_start)
+        criterion = loss_fn(cfg.loss)
+        model.train()
+        times = []
+        batches = iter(train_loader)
+        for i in range(args.warmup_batches + args.measure_batches):
+            batch = next(batches, None)
+            if batch is None:
+                batches = iter(train_loader)
+                batch = next(batches)
+            t0 = time.perf_counter()
+            train_step(model, batch, optimizer, scheduler, accelerator, criterion).item()  # .item() waits
+            if i >= args.warmup_batches:
+                times.append(time.perf_counter() - t0)
+        model.eval()
+        eval_times = []
+        with torch.inference_mode():
+            for i, batch in enumerate(val_loader):
+                if i >= 3:
+                    break
+                t0 = time.perf_counter()
+                forecast(model, batch).sum().item()
+                eval_times.append(time.perf_counter() - t0)
+        step = statistics.median(times)
+        train_epoch = step * steps_per_epoch
+        val_epoch = statistics.median(eval_times) * len(val_loader)
+        epoch = train_epoch + val_epoch
+        accelerator.print(
+            f"step {step:.3f} s (median of {len(times)}, {args.warmup_batches} warm-up excluded) | "
+            f"{steps_per_epoch} steps/epoch -> train {train_epoch:.1f} s + validation {val_epoch:.1f} s "
+            f"= {epoch:.1f} s/epoch | {cfg.train_epochs} epoch(s) x {cfg.itr} itr: "
+            f"{epoch * cfg.train_epochs * cfg.itr / 60:.1f} min (device {accelerator.device})")
+
+    from engine.cli import run_cli
+
+    return run_cli(estimate)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

