@@ -188,4 +188,4 @@ def test_error_exit_code_and_no_traceback_in_subprocess(tmp_path):
 
 def test_bad_input_raises_user_error_in_library_use(bad_csvs):
     with pytest.raises(UserError):
-        build_data(Config(data="custom", root_path=str(bad_csvs), data_path="text.csv"))
+        build_data(Config(data="custom", root_path=str(bad_csvs), data_path="text.csv", features="M"))
