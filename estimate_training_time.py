@@ -24,10 +24,8 @@ def main(argv: list[str] | None = None) -> int:
         import torch
         from accelerate.utils import set_seed
 
-        from data_provider.data_factory import build_data, build_loaders
-        from engine.builders import build_accelerator, build_model, compute_dtype
+        from engine.builders import build_accelerator, build_training
         from engine.errors import UserError
-        from engine.schedules import build_scheduler
         from engine.trainer import forecast, loss_fn, train_step
 
         cfg = config_from_args(args)
@@ -35,16 +33,9 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError("--warmup_batches must be >= 0 and --measure_batches >= 1")
         set_seed(cfg.seed)
         accelerator = build_accelerator(cfg)
-        data = build_data(cfg)
-        loaders = build_loaders(cfg, data)
-        model = build_model(cfg, data, compute_dtype(accelerator))
-        optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate,
-                                     fused=True)
-        model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, loaders["train"],
-                                                                         loaders["val"])
-        steps_per_epoch = min(len(train_loader), cfg.max_train_steps or len(train_loader))
-        scheduler = build_scheduler(optimizer, cfg.lradj, cfg.learning_rate, cfg.train_epochs, steps_per_epoch,
-                                    cfg.pct_start)
+        setup = build_training(cfg, accelerator)
+        model, optimizer, scheduler = setup.model, setup.optimizer, setup.scheduler
+        train_loader, val_loader, steps_per_epoch = setup.loaders["train"], setup.loaders["val"], setup.steps_per_epoch
         criterion = loss_fn(cfg.loss)
         model.train()
         times = []

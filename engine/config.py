@@ -99,6 +99,17 @@ class Config:
     output_dir: str = _flag("./results", "folder for results.json and result_long_term_forecast.txt",
                             group="outputs")
 
+    # --- accepted so reference Time-LLM / TSLib scripts run unchanged; Time-LLM does not use them ---
+    dec_in: int = _flag(7, "no effect on Time-LLM (TSLib script compatibility)", group="compatibility")
+    c_out: int = _flag(7, "no effect on Time-LLM (TSLib script compatibility)", group="compatibility")
+    e_layers: int = _flag(2, "no effect on Time-LLM (TSLib script compatibility)", group="compatibility")
+    d_layers: int = _flag(1, "no effect on Time-LLM (TSLib script compatibility)", group="compatibility")
+    factor: int = _flag(1, "no effect on Time-LLM (TSLib script compatibility)", group="compatibility")
+    moving_avg: int = _flag(25, "no effect on Time-LLM (TSLib script compatibility)", group="compatibility")
+    embed: str = _flag("timeF", "no effect on Time-LLM (TSLib script compatibility)", group="compatibility")
+    activation: str = _flag("gelu", "no effect on Time-LLM (TSLib script compatibility)", group="compatibility")
+    align_epochs: int = _flag(10, "no effect on Time-LLM (reference script compatibility)", group="compatibility")
+
     # ----------------------------------------------------------------------------------
     def validate(self) -> Config:
         """Reject values no run could use; each message names the flag."""

@@ -189,3 +189,13 @@ def test_error_exit_code_and_no_traceback_in_subprocess(tmp_path):
 def test_bad_input_raises_user_error_in_library_use(bad_csvs):
     with pytest.raises(UserError):
         build_data(Config(data="custom", root_path=str(bad_csvs), data_path="text.csv", features="M"))
+
+
+def test_reference_script_flags_are_accepted():
+    from engine.config import build_parser, config_from_args
+
+    args = build_parser("t").parse_args(["--factor", "3", "--enc_in", "7", "--dec_in", "7", "--c_out", "7",
+                                         "--e_layers", "2", "--d_layers", "1", "--embed", "timeF",
+                                         "--label_len", "48", "--model_comment", "TimeLLM-ETTh1"])
+    cfg = config_from_args(args)
+    assert cfg.factor == 3 and cfg.label_len == 48
