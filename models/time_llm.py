@@ -38,8 +38,13 @@ class TimeLLM(nn.Module):
         return self.prompt.length + self.num_patches
 
     def train(self, mode: bool = True) -> TimeLLM:
+        """The frozen backbone always runs as in inference: no dropout inside it, whatever its config says
+        (LLaMA, the paper's backbone, has none; GPT-2/BERT dropout in a frozen feature extractor costs ~30%
+        of a CPU step and only adds noise to its features)."""
         self._cached_prototypes = None  # the mapping may change once training resumes
-        return super().train(mode)
+        super().train(mode)
+        self.llm.eval()
+        return self
 
     def prototypes(self) -> torch.Tensor:
         """[num_tokens, d_llm] = mapping(word embeddings); constant in eval, so computed once there."""

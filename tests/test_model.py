@@ -55,6 +55,13 @@ def test_frozen_backbone_stays_bit_identical_and_trainable_parts_move():
             assert not torch.equal(p, trainable[name]), name
 
 
+def test_frozen_backbone_runs_without_dropout_in_training():
+    model = tiny_model(dropout=0.0).train()
+    assert model.training and not model.llm.training
+    x = torch.randn(4, 48, 1)
+    torch.testing.assert_close(model(x), model(x))  # deterministic: no dropout anywhere
+
+
 def _windows(ett_root, n: int = 24, seq_len: int = 96) -> torch.Tensor:
     data = build_data(Config(data="ETTh1", root_path=str(ett_root), features="M", seq_len=seq_len, pred_len=24))
     ds = data.datasets["test"]
