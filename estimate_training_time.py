@@ -24,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
         import torch
         from accelerate.utils import set_seed
 
-        from engine.builders import build_accelerator, build_training
+        from engine.accelerator import build_accelerator
+        from engine.builders import build_training
         from engine.errors import UserError
         from engine.trainer import forecast, loss_fn, train_step
 
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         set_seed(cfg.seed)
         accelerator = build_accelerator(cfg)
         setup = build_training(cfg, accelerator)
-        model, optimizer, scheduler = setup.model, setup.optimizer, setup.scheduler
+        model = setup.model
         train_loader, val_loader, steps_per_epoch = setup.loaders["train"], setup.loaders["val"], setup.steps_per_epoch
         criterion = loss_fn(cfg.loss)
         model.train()
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
                 batches = iter(train_loader)
                 batch = next(batches)
             t0 = time.perf_counter()
-            train_step(model, batch, optimizer, scheduler, accelerator, criterion).item()  # .item() waits
+            train_step(setup, batch, accelerator, cfg, criterion).item()  # .item() waits
             if i >= args.warmup_batches:
                 times.append(time.perf_counter() - t0)
         model.eval()

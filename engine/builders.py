@@ -2,39 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, InitProcessGroupKwargs
 
 from data_provider.data_factory import DataBundle, build_data, build_loaders
+from engine.accelerator import compute_dtype
 from engine.config import Config
 from engine.errors import UserError
 from engine.schedules import build_scheduler
 from models.backbone import load_backbone
 from models.time_llm import TimeLLM
-
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def build_accelerator(cfg: Config) -> Accelerator:
-    """One Accelerator per process; precision from --use_amp, else from `accelerate launch` (default: fp32)."""
-    mixed = None
-    if cfg.use_amp:
-        bf16_ok = torch.cuda.is_bf16_supported() if torch.cuda.is_available() else True
-        mixed = "bf16" if bf16_ok else "fp16"
-    launched = "RANK" in os.environ  # started by accelerate launch / torchrun: a process group follows
-    handlers = [InitProcessGroupKwargs(backend="gloo")] if launched and not torch.cuda.is_available() else []
-    return Accelerator(mixed_precision=mixed, kwargs_handlers=handlers,
-                       dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
-
-
-def compute_dtype(accelerator: Accelerator) -> torch.dtype:
-    """Frozen weights are held in the mixed-precision dtype to halve their memory; fp32 otherwise."""
-    return DTYPES.get(accelerator.mixed_precision, torch.float32)
 
 
 def prompt_description(cfg: Config, data: DataBundle) -> str:
@@ -58,6 +38,8 @@ def build_model(cfg: Config, data: DataBundle, dtype: torch.dtype = torch.float3
     model = TimeLLM(backbone, description=prompt_description(cfg, data), seq_len=cfg.seq_len,
                     pred_len=cfg.pred_len, d_model=cfg.d_model, n_heads=cfg.n_heads, d_ff=cfg.d_ff,
                     patch_len=cfg.patch_len, stride=cfg.stride, num_tokens=cfg.num_tokens, dropout=cfg.dropout)
+    if cfg.gradient_checkpointing:
+        backbone.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     limit = getattr(backbone.model.config, "max_position_embeddings", None)
     if limit and model.sequence_length > limit:
         raise UserError(f"the LLM would see {model.sequence_length} tokens ({model.prompt.length} prompt + "
@@ -76,6 +58,7 @@ class TrainingSetup:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     loaders: dict[str, torch.utils.data.DataLoader]
+    trainable: list[torch.nn.Parameter]
     steps_per_epoch: int
     n_total: int
     n_trainable: int
@@ -92,10 +75,14 @@ def build_training(cfg: Config, accelerator: Accelerator) -> TrainingSetup:
     optimizer = torch.optim.Adam(trainable, lr=cfg.learning_rate, fused=True)
     model, optimizer, train, val, test = accelerator.prepare(model, optimizer, loaders["train"], loaders["val"],
                                                              loaders["test"])
-    steps_per_epoch = min(len(train), cfg.max_train_steps or len(train))
+    batches = len(train) // cfg.grad_accum  # optimizer steps in one pass over the (sharded) loader
+    if batches < 1:
+        raise UserError(f"--grad_accum {cfg.grad_accum} exceeds the {len(train)} training batches per process")
+    steps_per_epoch = min(batches, cfg.max_train_steps or batches)
     scheduler = build_scheduler(optimizer, cfg.lradj, cfg.learning_rate, cfg.train_epochs, steps_per_epoch,
                                 cfg.pct_start)
     return TrainingSetup(data=data, model=model, raw_model=accelerator.unwrap_model(model), optimizer=optimizer,
                          scheduler=scheduler, loaders={"train": train, "val": val, "test": test},
+                         trainable=trainable,
                          steps_per_epoch=steps_per_epoch, n_total=n_total,
                          n_trainable=sum(p.numel() for p in trainable))

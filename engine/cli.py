@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Callable
 
 from engine.errors import UserError
@@ -12,6 +13,7 @@ from engine.errors import UserError
 def quiet_libraries() -> None:
     """Keep the terminal for our own progress: no per-weight loading bars or library chatter."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")
     import torch
     import transformers
 

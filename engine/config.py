@@ -93,6 +93,24 @@ class Config:
                                      "trains 50 per epoch)", group="optimization")
     use_amp: bool = _flag(False, "mixed precision: bf16 where supported, else fp16", group="optimization")
 
+    # --- precision, DeepSpeed, memory, resume ---
+    mixed_precision: str = _flag("", "no | fp16 | bf16 (default: what accelerate launch set, else --use_amp, else no)",
+                                 ["", "no", "fp16", "bf16"], "distributed")
+    deepspeed: bool = _flag(False, "train through DeepSpeed ZeRO with --ds_config (also on under "
+                                   "accelerate launch --use_deepspeed)", group="distributed")
+    ds_config: str = _flag("", "DeepSpeed config (default: ds_config_zero2.json beside run_main.py)",
+                           group="distributed")
+    offload_optimizer: str = _flag("none", "cpu: ZeRO-2 optimizer state and step on the CPU (needs DeepSpeed)",
+                                   ["none", "cpu"], "distributed")
+    gradient_checkpointing: bool = _flag(False, "recompute the frozen backbone's activations in backward "
+                                                "(less memory, more compute)", group="distributed")
+    grad_accum: int = _flag(1, "micro-batches per optimizer step", group="distributed")
+    max_grad_norm: float = _flag(0.0, "clip the gradient norm to this value (0: no clipping)", group="distributed")
+    resume: str = _flag("", "auto: continue this setting's run from its last checkpoint; or a checkpoint folder",
+                        group="distributed")
+    save_every_steps: int = _flag(0, "also save the resumable state every N optimizer steps (0: each epoch)",
+                                  group="distributed")
+
     # --- outputs ---
     checkpoints: str = _flag("./checkpoints", "folder for checkpoints (trainable parameters only)",
                              group="outputs")
@@ -119,9 +137,13 @@ class Config:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise UserError(f"--{name} must be a positive integer, got {getattr(self, name)}")
-        for name in ["label_len", "enc_in", "num_workers", "max_train_steps", "llm_dim"]:
+        for name in ["label_len", "enc_in", "num_workers", "max_train_steps", "llm_dim", "save_every_steps"]:
             if getattr(self, name) < 0:
                 raise UserError(f"--{name} must be >= 0, got {getattr(self, name)}")
+        if self.grad_accum < 1:
+            raise UserError(f"--grad_accum must be >= 1, got {self.grad_accum}")
+        if self.max_grad_norm < 0:
+            raise UserError(f"--max_grad_norm must be >= 0, got {self.max_grad_norm}")
         if not 1 <= self.percent <= 100:
             raise UserError(f"--percent must be between 1 and 100, got {self.percent}")
         if self.patch_len > self.seq_len:

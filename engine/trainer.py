@@ -1,14 +1,17 @@
 """The training loop: train with early stopping on validation MSE, then score the test set once.
 
-One Accelerator; Adam on the trainable parameters only; the best validation epoch's weights are
-saved (trainable parameters only) and reloaded to score the test set, which keeps every sample.
+One Accelerator; Adam on the trainable parameters only; gradient accumulation through
+`accelerator.accumulate`; the best validation epoch's weights are saved (trainable parameters only)
+and reloaded to score the test set, which keeps every sample. The resumable state is saved every
+epoch (and every --save_every_steps), and on SIGTERM/SIGINT before exiting.
 """
 
 from __future__ import annotations
 
 import math
+import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +23,29 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from engine.builders import build_accelerator, build_training
-from engine.checkpoint import load_weights, save_training_state, save_weights
+from engine.accelerator import build_accelerator, deepspeed_stage, uses_deepspeed
+from engine.builders import TrainingSetup, build_training
+from engine.checkpoint import (
+    find_last,
+    load_training_state,
+    load_weights,
+    save_training_state,
+    save_weights,
+    set_rng_state,
+)
 from engine.config import Config
+from engine.errors import UserError
 from engine.metrics import MetricAccumulator
 from engine.results import write_results
 from engine.timing import peak_memory_mb
+
+
+class Interrupted(Exception):
+    """A signal asked the run to stop; its state was saved first."""
+
+    def __init__(self, signum: int, where: str) -> None:
+        super().__init__(where)
+        self.signum = signum
 
 
 @dataclass
@@ -42,15 +62,19 @@ class EpochRecord:
 
 
 @dataclass
-class RunState:
-    """Progress of one run; saved with the training state."""
+class Progress:
+    """Where a run is; saved with the resumable state."""
 
-    epoch: int = 0
+    epoch: int = 0  # epochs finished
+    step_in_epoch: int = 0  # optimizer steps done in the unfinished epoch
     global_step: int = 0
+    loss_sum: float = 0.0  # of the unfinished epoch
+    seconds: float = 0.0  # of the unfinished epoch
     best_val_mse: float = math.inf
     best_epoch: int = 0
     bad_epochs: int = 0
-    history: list[EpochRecord] = field(default_factory=list)
+    finished: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _no_bar(accelerator: Accelerator) -> bool | None:
@@ -67,6 +91,22 @@ def forecast(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return model(batch["x"])[..., -batch["y"].shape[-1]:].float()
 
 
+def train_step(setup: TrainingSetup, batch: dict[str, torch.Tensor], accelerator: Accelerator, cfg: Config,
+               criterion) -> torch.Tensor:
+    """One micro-batch; the optimizer steps when the accumulation window closes. Returns the detached loss
+    (no host sync). The estimator times exactly this."""
+    with accelerator.accumulate(setup.model):
+        loss = criterion(forecast(setup.model, batch), batch["y"])
+        accelerator.backward(loss)
+        if accelerator.sync_gradients and cfg.max_grad_norm > 0 and accelerator.state.deepspeed_plugin is None:
+            accelerator.clip_grad_norm_(setup.trainable, cfg.max_grad_norm)  # DeepSpeed clips inside its step
+        setup.optimizer.step()
+        setup.optimizer.zero_grad(set_to_none=True)
+    if accelerator.sync_gradients:
+        setup.scheduler.step()
+    return loss.detach()
+
+
 def evaluate(model: nn.Module, loader: DataLoader, accelerator: Accelerator, desc: str) -> dict[str, float]:
     """Exact metrics over every sample: gather_for_metrics drops the padding added to shard evenly."""
     model.eval()
@@ -78,129 +118,211 @@ def evaluate(model: nn.Module, loader: DataLoader, accelerator: Accelerator, des
     return {**acc.compute(), "samples": acc.samples}
 
 
-def train_step(model: nn.Module, batch: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer, scheduler,
-               accelerator: Accelerator, criterion) -> torch.Tensor:
-    """One optimizer step; returns the detached loss (no host sync). The estimator times exactly this."""
-    loss = criterion(forecast(model, batch), batch["y"])
-    accelerator.backward(loss)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    scheduler.step()
-    return loss.detach()
+class Trainer:
+    """One repetition (`--itr` index) of an experiment: fit, then test."""
 
+    def __init__(self, cfg: Config, accelerator: Accelerator, index: int) -> None:
+        self.cfg, self.accelerator, self.index = cfg, accelerator, index
+        self.seed = cfg.seed + index
+        self.run_name = f"{cfg.setting}_{index}"
+        self.ckpt_dir = Path(cfg.checkpoints) / self.run_name
+        self.best_path = self.ckpt_dir / "best.safetensors"
+        self.say = accelerator.print
+        set_seed(self.seed)
+        self.setup = build_training(cfg, accelerator)
+        self.progress = Progress()
+        self.stop_signal: int | None = None
+        self.pending_rng: dict | None = None
 
-def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, scheduler,
-                accelerator: Accelerator, cfg: Config, epoch: int, max_steps: int) -> tuple[float, int, int]:
-    """Returns (mean train loss, optimizer steps, samples seen across processes)."""
-    model.train()
-    criterion = loss_fn(cfg.loss)
-    loss_sum = torch.zeros((), device=accelerator.device)
-    steps = 0
-    loader.set_epoch(epoch)
-    bar = tqdm(total=max_steps, desc=f"epoch {epoch + 1}/{cfg.train_epochs}", leave=False,
-               disable=_no_bar(accelerator), dynamic_ncols=True)
-    for batch in loader:
-        loss_sum += train_step(model, batch, optimizer, scheduler, accelerator, criterion)
-        steps += 1
-        bar.update()
-        if steps % 25 == 0:
-            bar.set_postfix(loss=f"{loss_sum.item() / steps:.4f}")
-        if steps >= max_steps:
-            break
-    bar.close()
-    totals = accelerator.reduce(torch.stack([loss_sum, torch.tensor(float(steps), device=loss_sum.device)]))
-    samples = steps * cfg.batch_size * accelerator.num_processes
-    return (totals[0] / totals[1]).item(), steps, samples
+    # ------------------------------------------------------------------ state
+    def save_state(self) -> None:
+        s = self.setup
+        save_training_state(self.accelerator, s.model, s.raw_model, s.optimizer,
+                            {"progress": asdict(self.progress), "scheduler": s.scheduler.state_dict(),
+                             "config": self.cfg.to_dict()}, self.ckpt_dir / "last")
 
+    def resume(self) -> None:
+        folder = find_last(self.ckpt_dir) if self.cfg.resume == "auto" else Path(self.cfg.resume)
+        if folder is None:
+            self.say(f"--resume auto: no checkpoint in {self.ckpt_dir}; starting from scratch")
+            return
+        if not folder.is_dir():
+            raise UserError(f"--resume {folder}: no such checkpoint folder")
+        s = self.setup
+        saved, rng = load_training_state(self.accelerator, s.model, s.raw_model, s.optimizer, folder)
+        s.scheduler.load_state_dict(saved["scheduler"])
+        self.progress = Progress(**saved["progress"])
+        self.pending_rng = rng
+        p = self.progress
+        self.say(f"resumed from {folder}: {p.epoch} epoch(s) and {p.step_in_epoch} step(s) done, "
+                 f"best val mse {p.best_val_mse:.4f}")
 
-def run_one(cfg: Config, accelerator: Accelerator, index: int) -> dict[str, Any]:
-    """Train (if --is_training 1) and test one repetition of the experiment."""
-    seed = cfg.seed + index
-    set_seed(seed)
-    run_name = f"{cfg.setting}_{index}"
-    ckpt_dir = Path(cfg.checkpoints) / run_name
-    best_path = ckpt_dir / "best.safetensors"
-    started = time.perf_counter()
+    def _restore_rng_at(self, point: str) -> None:
+        """RNG is restored where it was saved: before the epoch's loader starts (epoch boundary) or just after
+        the first batch of the resumed epoch was fetched (mid-epoch), so dropout masks match an unbroken run."""
+        mid_epoch = self.progress.step_in_epoch > 0
+        if self.pending_rng is not None and (point == "mid" if mid_epoch else point == "start"):
+            set_rng_state(self.pending_rng)
+            self.pending_rng = None
 
-    setup = build_training(cfg, accelerator)
-    data, model, raw_model, optimizer, scheduler = (setup.data, setup.model, setup.raw_model, setup.optimizer,
-                                                    setup.scheduler)
-    train_loader, val_loader, test_loader = setup.loaders["train"], setup.loaders["val"], setup.loaders["test"]
-    n_total, n_trainable, steps_per_epoch = setup.n_total, setup.n_trainable, setup.steps_per_epoch
-    say = accelerator.print
-    say(f"run {run_name}\n  data {data.path.name}: {data.summary()['samples']} samples, "
-        f"{len(data.columns)} variable(s) | backbone {cfg.llm_model} ({cfg.llm_layers} layers, "
-        f"{raw_model.llm.config.hidden_size} wide) | {n_trainable:,} trainable of {n_total:,} parameters | "
-        f"LLM sees {raw_model.prompt.length} prompt + {raw_model.num_patches} patch tokens | "
-        f"{accelerator.num_processes} process(es), precision {accelerator.mixed_precision}, "
-        f"device {accelerator.device}")
+    # ------------------------------------------------------------------ loop
+    def _on_signal(self, signum: int, _frame) -> None:
+        if self.stop_signal is not None:  # a second signal: stop at once
+            signal.signal(signum, signal.SIG_DFL)
+            raise KeyboardInterrupt
+        self.stop_signal = signum
 
-    state = RunState()
-    if cfg.is_training:
-        for epoch in range(cfg.train_epochs):
-            lr = optimizer.param_groups[0]["lr"]
-            t0 = time.perf_counter()
-            train_loss, steps, samples = train_epoch(model, train_loader, optimizer, scheduler, accelerator, cfg,
-                                                     epoch, steps_per_epoch)
-            seconds = time.perf_counter() - t0
-            val = evaluate(model, val_loader, accelerator, "validate")
-            record = EpochRecord(epoch + 1, lr, train_loss, val["mse"], val["mae"], seconds, steps,
-                                 samples / seconds)
-            state.epoch, state.global_step = epoch + 1, state.global_step + steps
-            if val["mse"] < state.best_val_mse:
-                record.is_best = True
-                state.best_val_mse, state.best_epoch, state.bad_epochs = val["mse"], epoch + 1, 0
-                if accelerator.is_main_process:
-                    save_weights(raw_model, best_path, {"epoch": epoch + 1, "val_mse": val["mse"], "seed": seed})
-            else:
-                state.bad_epochs += 1
-            state.history.append(record)
-            if accelerator.is_main_process:
-                save_training_state(raw_model, {"optimizer": optimizer.state_dict(),
-                                                "scheduler": scheduler.state_dict(), "run": state,
-                                                "rng": torch.get_rng_state(), "config": cfg.to_dict()},
-                                    ckpt_dir / "last")
-            say(f"epoch {epoch + 1}/{cfg.train_epochs} | train {cfg.loss.lower()} {train_loss:.4f} | "
-                f"val mse {val['mse']:.4f} mae {val['mae']:.4f} | lr {lr:.2e} | {seconds:.1f} s | "
-                f"{record.samples_per_s:.1f} samples/s{' | best' if record.is_best else ''}")
-            if state.bad_epochs >= cfg.patience:
-                say(f"early stopping: no better validation MSE for {cfg.patience} epoch(s)")
+    def train_epoch(self, epoch: int) -> None:
+        cfg, acc, s, p = self.cfg, self.accelerator, self.setup, self.progress
+        s.model.train()
+        criterion = loss_fn(cfg.loss)
+        loader = s.loaders["train"]
+        loader.set_epoch(epoch)
+        skip = p.step_in_epoch * cfg.grad_accum
+        if skip:
+            loader = acc.skip_first_batches(loader, skip)
+        self._restore_rng_at("start")
+        loss_sum = torch.zeros((), device=acc.device)
+        micro, started = 0, time.perf_counter()
+        bar = tqdm(total=s.steps_per_epoch, initial=p.step_in_epoch, desc=f"epoch {epoch + 1}/{cfg.train_epochs}",
+                   leave=False, disable=_no_bar(acc), dynamic_ncols=True)
+        for batch in loader:
+            if micro == 0:
+                self._restore_rng_at("mid")
+            loss_sum += train_step(s, batch, acc, cfg, criterion)
+            micro += 1
+            if not acc.sync_gradients:
+                continue
+            p.step_in_epoch += 1
+            p.global_step += 1
+            bar.update()
+            if p.step_in_epoch % 25 == 0:
+                bar.set_postfix(loss=f"{(p.loss_sum + loss_sum.item() / cfg.grad_accum) / p.step_in_epoch:.4f}")
+            done = p.step_in_epoch >= s.steps_per_epoch
+            periodic = cfg.save_every_steps and p.global_step % cfg.save_every_steps == 0
+            if self.stop_signal is not None or (periodic and not done):
+                p.loss_sum += loss_sum.item() / cfg.grad_accum
+                p.seconds += time.perf_counter() - started
+                loss_sum.zero_()
+                started = time.perf_counter()
+                self.save_state()
+                if self.stop_signal is not None:
+                    raise Interrupted(self.stop_signal, f"epoch {epoch + 1} step {p.step_in_epoch}")
+            if done:
                 break
-        accelerator.wait_for_everyone()
+        bar.close()
+        p.loss_sum += loss_sum.item() / cfg.grad_accum
+        p.seconds += time.perf_counter() - started
 
-    load_weights(raw_model, best_path)
-    t0 = time.perf_counter()
-    test = evaluate(model, test_loader, accelerator, "test")
-    test_seconds = time.perf_counter() - t0
-    best = next((r for r in state.history if r.epoch == state.best_epoch), None)
-    result = {
-        "setting": run_name, "seed": seed, "config": cfg.to_dict(), "data": data.summary(),
-        "model": {"backbone": cfg.llm_model, "source": raw_model.llm.name_or_path or cfg.llm_init,
-                  "llm_init": cfg.llm_init, "llm_layers": cfg.llm_layers,
-                  "llm_dim": raw_model.llm.config.hidden_size, "prompt_tokens": raw_model.prompt.length,
-                  "patch_tokens": raw_model.num_patches},
-        "params": {"total": n_total, "trainable": n_trainable},
-        "metrics": {"val": {"mse": best.val_mse, "mae": best.val_mae} if best else None, "test": test},
-        "best_epoch": state.best_epoch or None,
-        "history": [vars(r) for r in state.history],
-        "timing": {"train_epoch_s": [r.seconds for r in state.history],
-                   "samples_per_s": (sum(r.steps for r in state.history) * cfg.batch_size
-                                     * accelerator.num_processes / max(sum(r.seconds for r in state.history),
-                                                                       1e-9)) if state.history else None,
-                   "test_s": test_seconds, "total_s": time.perf_counter() - started},
-        "memory": peak_memory_mb(accelerator.device),
-        "distributed": {"num_processes": accelerator.num_processes,
-                        "mixed_precision": accelerator.mixed_precision, "device": str(accelerator.device)},
-        "checkpoint": str(best_path),
-    }
-    if accelerator.is_main_process:
-        out = write_results(cfg, run_name, result)
-        say(f"test  mse {test['mse']:.4f}  mae {test['mae']:.4f}  ({test['samples']} samples, best epoch "
-            f"{state.best_epoch or 'from checkpoint'})\nresults: {out}\ncheckpoint: {best_path}")
-    accelerator.free_memory()
-    return result
+    def end_epoch(self, epoch: int, lr: float) -> bool:
+        """Validate, keep the best weights, save the state; True when early stopping says stop."""
+        cfg, acc, s, p = self.cfg, self.accelerator, self.setup, self.progress
+        totals = acc.reduce(torch.tensor([p.loss_sum, float(p.step_in_epoch)], device=acc.device), "mean")
+        train_loss = (totals[0] / totals[1]).item()
+        val = evaluate(s.model, s.loaders["val"], acc, "validate")
+        samples = p.step_in_epoch * cfg.grad_accum * cfg.batch_size * acc.num_processes
+        record = EpochRecord(epoch + 1, lr, train_loss, val["mse"], val["mae"], p.seconds, p.step_in_epoch,
+                             samples / max(p.seconds, 1e-9))
+        if val["mse"] < p.best_val_mse:
+            record.is_best = True
+            p.best_val_mse, p.best_epoch, p.bad_epochs = val["mse"], epoch + 1, 0
+            if acc.is_main_process:
+                save_weights(s.raw_model, self.best_path, {"epoch": epoch + 1, "val_mse": val["mse"],
+                                                           "seed": self.seed})
+        else:
+            p.bad_epochs += 1
+        p.history.append(asdict(record))
+        p.epoch, p.step_in_epoch, p.loss_sum, p.seconds = epoch + 1, 0, 0.0, 0.0
+        stop = p.bad_epochs >= cfg.patience
+        p.finished = stop or p.epoch >= cfg.train_epochs
+        self.save_state()
+        self.say(f"epoch {epoch + 1}/{cfg.train_epochs} | train {cfg.loss.lower()} {train_loss:.4f} | "
+                 f"val mse {val['mse']:.4f} mae {val['mae']:.4f} | lr {lr:.2e} | {record.seconds:.1f} s | "
+                 f"{record.samples_per_s:.1f} samples/s{' | best' if record.is_best else ''}")
+        if stop:
+            self.say(f"early stopping: no better validation MSE for {cfg.patience} epoch(s)")
+        return stop
+
+    def fit(self) -> None:
+        if self.cfg.resume:
+            self.resume()
+        handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            for epoch in range(self.progress.epoch, self.cfg.train_epochs):
+                if self.progress.finished:
+                    break
+                lr = self.setup.optimizer.param_groups[0]["lr"]
+                self.train_epoch(epoch)
+                if self.end_epoch(epoch, lr):
+                    break
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+        self.accelerator.wait_for_everyone()
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> dict[str, Any]:
+        cfg, acc, s = self.cfg, self.accelerator, self.setup
+        started = time.perf_counter()
+        self.say(f"run {self.run_name}\n  data {s.data.path.name}: {s.data.summary()['samples']} samples, "
+                 f"{len(s.data.columns)} variable(s) | backbone {cfg.llm_model} ({cfg.llm_layers} layers, "
+                 f"{s.raw_model.llm.config.hidden_size} wide) | {s.n_trainable:,} trainable of {s.n_total:,} "
+                 f"parameters | LLM sees {s.raw_model.prompt.length} prompt + {s.raw_model.num_patches} patch "
+                 f"tokens | {acc.num_processes} process(es), precision {acc.mixed_precision}, "
+                 f"DeepSpeed {'ZeRO-' + str(deepspeed_stage(acc)) if uses_deepspeed(cfg) else 'off'}, "
+                 f"device {acc.device}")
+        if cfg.is_training:
+            self.fit()
+        load_weights(s.raw_model, self.best_path)
+        t0 = time.perf_counter()
+        test = evaluate(s.model, s.loaders["test"], acc, "test")
+        test_seconds = time.perf_counter() - t0
+        result = self._result(test, test_seconds, time.perf_counter() - started)
+        if acc.is_main_process:
+            out = write_results(cfg, self.run_name, result)
+            self.say(f"test  mse {test['mse']:.4f}  mae {test['mae']:.4f}  ({test['samples']} samples, best epoch "
+                     f"{self.progress.best_epoch or 'from checkpoint'})\nresults: {out}\ncheckpoint: "
+                     f"{self.best_path}")
+        return result
+
+    def _result(self, test: dict[str, float], test_seconds: float, total_seconds: float) -> dict[str, Any]:
+        cfg, acc, s, p = self.cfg, self.accelerator, self.setup, self.progress
+        best = next((h for h in p.history if h["epoch"] == p.best_epoch), None)
+        train_seconds = sum(h["seconds"] for h in p.history)
+        samples = sum(h["steps"] for h in p.history) * cfg.grad_accum * cfg.batch_size * acc.num_processes
+        return {
+            "setting": self.run_name, "seed": self.seed, "config": cfg.to_dict(), "data": s.data.summary(),
+            "model": {"backbone": cfg.llm_model, "source": s.raw_model.llm.name_or_path or cfg.llm_init,
+                      "llm_init": cfg.llm_init, "llm_layers": cfg.llm_layers,
+                      "llm_dim": s.raw_model.llm.config.hidden_size, "prompt_tokens": s.raw_model.prompt.length,
+                      "patch_tokens": s.raw_model.num_patches},
+            "params": {"total": s.n_total, "trainable": s.n_trainable},
+            "metrics": {"val": {"mse": best["val_mse"], "mae": best["val_mae"]} if best else None, "test": test},
+            "best_epoch": p.best_epoch or None,
+            "history": p.history,
+            "timing": {"train_epoch_s": [h["seconds"] for h in p.history],
+                       "samples_per_s": samples / train_seconds if train_seconds else None,
+                       "test_s": test_seconds, "total_s": total_seconds},
+            "memory": peak_memory_mb(acc.device),
+            "distributed": {"num_processes": acc.num_processes, "deepspeed_stage": deepspeed_stage(acc),
+                            "mixed_precision": acc.mixed_precision, "offload_optimizer": cfg.offload_optimizer,
+                            "gradient_checkpointing": cfg.gradient_checkpointing, "grad_accum": cfg.grad_accum,
+                            "device": str(acc.device)},
+            "checkpoint": str(self.best_path),
+        }
 
 
 def run_experiments(cfg: Config) -> list[dict[str, Any]]:
     accelerator = build_accelerator(cfg)
-    return [run_one(cfg, accelerator, i) for i in range(cfg.itr)]
+    results = []
+    for index in range(cfg.itr):
+        try:
+            results.append(Trainer(cfg, accelerator, index).run())
+        except Interrupted as stop:
+            name = signal.Signals(stop.signum).name
+            accelerator.print(f"interrupted by {name} at {stop}: state saved to "
+                              f"{Path(cfg.checkpoints) / f'{cfg.setting}_{index}' / 'last'}; "
+                              "continue with --resume auto")
+            raise SystemExit(128 + stop.signum) from None
+        accelerator.free_memory()
+    return results

@@ -116,6 +116,15 @@ def _resize(config: PretrainedConfig, width: int) -> None:
         config.n_inner = None  # GPT-2: 4 x width
 
 
+def _without_dropout(config: PretrainedConfig) -> None:
+    """A frozen feature extractor runs without dropout (as LLaMA, the paper's backbone, always does); this also
+    keeps SDPA on its fused kernels. Set in the config, so the backbone may stay in train mode, which
+    Hugging Face's gradient checkpointing needs."""
+    for key, value in config.to_dict().items():
+        if isinstance(value, float) and ("dropout" in key or "pdrop" in key):
+            setattr(config, key, 0.0)
+
+
 def _load_config(llm_model: str, source: str, allow_download: bool) -> PretrainedConfig:
     try:
         return AutoConfig.from_pretrained(source, local_files_only=not allow_download)
@@ -155,6 +164,7 @@ def load_backbone(llm_model: str, *, llm_path: str = "", llm_init: str = "pretra
     tokenizer = _tokenizer(llm_model, source, allow_download)
     config.num_hidden_layers = llm_layers
     config.use_cache = False
+    _without_dropout(config)
 
     if random:
         if llm_dim:

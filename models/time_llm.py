@@ -38,13 +38,8 @@ class TimeLLM(nn.Module):
         return self.prompt.length + self.num_patches
 
     def train(self, mode: bool = True) -> TimeLLM:
-        """The frozen backbone always runs as in inference: no dropout inside it, whatever its config says
-        (LLaMA, the paper's backbone, has none; GPT-2/BERT dropout in a frozen feature extractor costs ~30%
-        of a CPU step and only adds noise to its features)."""
         self._cached_prototypes = None  # the mapping may change once training resumes
-        super().train(mode)
-        self.llm.eval()
-        return self
+        return super().train(mode)
 
     def prototypes(self) -> torch.Tensor:
         """[num_tokens, d_llm] = mapping(word embeddings); constant in eval, so computed once there."""
@@ -67,14 +62,16 @@ class TimeLLM(nn.Module):
         prompt_ids, prompt_mask = self.prompt(series)
         embed = self.llm.get_input_embeddings()
         prompt_embeds = embed(prompt_ids)
-        patches = self.reprogramming(self.patch_embedding(series), self.prototypes())
+        # inputs follow each module's dtype (DeepSpeed holds the whole module in bf16/fp16, without autocast)
+        patches = self.patch_embedding(series.to(self.patch_embedding.conv.weight.dtype))
+        patches = self.reprogramming(patches.to(self.reprogramming.query.weight.dtype), self.prototypes())
 
         inputs = torch.cat([prompt_embeds, patches.to(prompt_embeds.dtype)], dim=1)
         mask = torch.cat([prompt_mask, prompt_mask.new_ones(b * n_vars, self.num_patches)], dim=1)
         positions = (mask.long().cumsum(dim=1) - 1).clamp(min=0)
         hidden = self.llm(inputs_embeds=inputs, attention_mask=mask.long(), position_ids=positions).last_hidden_state
 
-        features = hidden[:, -self.num_patches:, :self.d_ff].float()  # [B*N, patches, d_ff]
+        features = hidden[:, -self.num_patches:, :self.d_ff].to(self.head.linear.weight.dtype)  # [B*N, P, d_ff]
         features = features.reshape(b, n_vars, self.num_patches, self.d_ff).transpose(2, 3)
-        forecast = self.head(features).permute(0, 2, 1)  # [B, pred_len, N]
+        forecast = self.head(features).float().permute(0, 2, 1)  # [B, pred_len, N]
         return self.normalizer.denormalize(forecast, mean, std)

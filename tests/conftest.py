@@ -53,12 +53,17 @@ def csv_dir(tmp_path) -> Path:
 
 @pytest.fixture(autouse=True)
 def fresh_accelerator_state():
-    """Each in-process run builds its own Accelerator."""
+    """Each in-process run builds its own Accelerator; what a run exports to os.environ is undone after it."""
+    import os
+
     from accelerate.state import AcceleratorState, PartialState
 
+    saved = dict(os.environ)
     AcceleratorState._reset_state(True)
     PartialState._reset_state()
     yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 def run_cli(args: list[str], tmp_path: Path) -> tuple[int, dict | None]:
