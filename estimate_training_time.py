@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         accelerator = build_accelerator(cfg)
         setup = build_training(cfg, accelerator)
         model = setup.model
+        # the schedule's values do not change a step's cost; a constant one cannot run past its end (TST would)
+        setup.scheduler = torch.optim.lr_scheduler.LambdaLR(setup.optimizer, lambda _: 1.0)
         train_loader, val_loader, steps_per_epoch = setup.loaders["train"], setup.loaders["val"], setup.steps_per_epoch
         criterion = loss_fn(cfg.loss)
         model.train()
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                 forecast(model, batch).sum().item()
                 eval_times.append(time.perf_counter() - t0)
         step = statistics.median(times)
-        train_epoch = step * steps_per_epoch
+        train_epoch = step * steps_per_epoch * cfg.grad_accum  # a timed step is one micro-batch
         val_epoch = statistics.median(eval_times) * len(val_loader)
         epoch = train_epoch + val_epoch
         accelerator.print(

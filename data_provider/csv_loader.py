@@ -32,9 +32,14 @@ def read_series(path: Path, *, date_column: str | None, target: str, features: s
     if frame.shape[1] < 2:
         raise UserError(f"{path}: needs a date column followed by at least one variable")
 
+    if frame.empty:
+        raise UserError(f"{path}: has a header but no data rows")
     date_column = date_column or str(frame.columns[0])
     if date_column not in frame.columns:
         raise UserError(f"{path}: missing date column {date_column!r}")
+    if pd.api.types.is_numeric_dtype(frame[date_column]):
+        raise UserError(f"{path}: the first column {date_column!r} must hold dates, not numbers "
+                        "(put a date/time column first)")
     dates = pd.to_datetime(frame[date_column], errors="coerce", utc=False, format="mixed")
     if dates.isna().any():
         bad = frame[date_column][dates.isna()].iloc[0]
@@ -63,6 +68,10 @@ def read_series(path: Path, *, date_column: str | None, target: str, features: s
             listed = ", ".join(f"{c!r}: {n}" for c, n in counts.items())
             raise UserError(f"{path}: NaN/inf values in column(s) {listed}; "
                             "pass --fillna ffill or --fillna zero to fill them")
+        empty = [str(c) for c, n in zip(variables.columns, bad.sum(axis=0), strict=True) if n == len(values)]
+        if empty:
+            raise UserError(f"{path}: column(s) {', '.join(empty)} hold no finite value; --fillna cannot fill "
+                            "them: drop them")
         values = _fill(values, bad, fillna)
     return Series(pd.DatetimeIndex(dates), values, [str(c) for c in variables.columns])
 

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 from data_provider.csv_loader import read_series
 from data_provider.registry import describe, get_spec, resolve_path
 from data_provider.splits import SPLITS, Borders, check_lengths, compute_borders
-from data_provider.timefeatures import time_features
+from data_provider.timefeatures import feature_names, time_features
 from data_provider.windows import WindowDataset, collate_batch
 from engine.config import Config
 from engine.errors import UserError
@@ -59,6 +59,7 @@ def build_data(cfg: Config, *, with_time_features: bool = False) -> DataBundle:
     scaled = (series.values - mean) / std
 
     freq = cfg.freq or spec.freq
+    feature_names(freq)  # an unknown --freq is an error even for models that ignore time features
     marks = time_features(series.dates, freq) if with_time_features else None
     channel_independent = cfg.features != "MS"
     datasets = {}

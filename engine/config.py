@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,6 +150,9 @@ class Config:
         if self.patch_len > self.seq_len:
             raise UserError(f"--patch_len {self.patch_len} is longer than --seq_len {self.seq_len}; "
                             f"use a patch length of at most {self.seq_len}")
+        for name in ["learning_rate", "dropout", "pct_start", "max_grad_norm"]:
+            if not math.isfinite(getattr(self, name)):
+                raise UserError(f"--{name} must be a finite number, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"--dropout must be in [0, 1), got {self.dropout}")
         if self.learning_rate <= 0:
@@ -164,7 +168,8 @@ class Config:
         llm = self.llm_model.replace("/", "-")
         return (f"{self.task_name}_{model_id}_{self.model}_{self.data}_ft{self.features}_sl{self.seq_len}"
                 f"_ll{self.label_len}_pl{self.pred_len}_dm{self.d_model}_nh{self.n_heads}_df{self.d_ff}"
-                f"_{llm}{self.llm_layers}_lr{self.learning_rate:g}_bs{self.batch_size}_{self.des}")
+                f"_{llm}{self.llm_layers}_lr{self.learning_rate:g}_bs{self.batch_size}"
+                f"{f'_pct{self.percent}' if self.percent < 100 else ''}_{self.des}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -39,6 +39,10 @@ from engine.metrics import MetricAccumulator
 from engine.results import write_results
 from engine.timing import peak_memory_mb
 
+# flags that only say how or where to run, not what is trained: a resumed run may change them
+RESUME_MAY_CHANGE = {"resume", "is_training", "num_workers", "eval_batch_size", "save_every_steps", "output_dir",
+                     "itr", "model_comment", "allow_download", "llm_path"}
+
 
 class Interrupted(Exception):
     """A signal asked the run to stop; its state was saved first."""
@@ -51,7 +55,8 @@ class Interrupted(Exception):
 @dataclass
 class EpochRecord:
     epoch: int
-    lr: float
+    lr: float  # at the epoch's first step
+    lr_end: float  # at its last step (differs for the per-step TST schedule)
     train_loss: float
     val_mse: float
     val_mae: float
@@ -129,7 +134,13 @@ class Trainer:
         self.best_path = self.ckpt_dir / "best.safetensors"
         self.say = accelerator.print
         set_seed(self.seed)
-        self.setup = build_training(cfg, accelerator)
+        self.setup = build_training(cfg, accelerator)  # data and model validated before any folder is made
+        if accelerator.is_main_process:
+            for flag, folder in (("--output_dir", Path(cfg.output_dir)), ("--checkpoints", self.ckpt_dir)):
+                try:
+                    folder.mkdir(parents=True, exist_ok=True)
+                except OSError as err:
+                    raise UserError(f"{flag} {folder}: cannot create it ({err.strerror})") from None
         self.progress = Progress()
         self.stop_signal: int | None = None
         self.pending_rng: dict | None = None
@@ -150,6 +161,10 @@ class Trainer:
             raise UserError(f"--resume {folder}: no such checkpoint folder")
         s = self.setup
         saved, rng = load_training_state(self.accelerator, s.model, s.raw_model, s.optimizer, folder)
+        changed = [k for k, v in saved["config"].items() if k not in RESUME_MAY_CHANGE and getattr(self.cfg, k, v) != v]
+        if changed:
+            raise UserError(f"--resume {folder}: it was written with other values of "
+                            f"{', '.join('--' + k for k in changed)}; resume with the flags it was trained with")
         s.scheduler.load_state_dict(saved["scheduler"])
         self.progress = Progress(**saved["progress"])
         self.pending_rng = rng
@@ -221,7 +236,8 @@ class Trainer:
         train_loss = (totals[0] / totals[1]).item()
         val = evaluate(s.model, s.loaders["val"], acc, "validate")
         samples = p.step_in_epoch * cfg.grad_accum * cfg.batch_size * acc.num_processes
-        record = EpochRecord(epoch + 1, lr, train_loss, val["mse"], val["mae"], p.seconds, p.step_in_epoch,
+        lr_end = s.optimizer.param_groups[0]["lr"] if cfg.lradj == "TST" else lr  # per-step schedules move
+        record = EpochRecord(epoch + 1, lr, lr_end, train_loss, val["mse"], val["mae"], p.seconds, p.step_in_epoch,
                              samples / max(p.seconds, 1e-9))
         if val["mse"] < p.best_val_mse:
             record.is_best = True
@@ -237,7 +253,8 @@ class Trainer:
         p.finished = stop or p.epoch >= cfg.train_epochs
         self.save_state()
         self.say(f"epoch {epoch + 1}/{cfg.train_epochs} | train {cfg.loss.lower()} {train_loss:.4f} | "
-                 f"val mse {val['mse']:.4f} mae {val['mae']:.4f} | lr {lr:.2e} | {record.seconds:.1f} s | "
+                 f"val mse {val['mse']:.4f} mae {val['mae']:.4f} | lr {lr:.2e}"
+                 f"{f'->{lr_end:.2e}' if lr_end != lr else ''} | {record.seconds:.1f} s | "
                  f"{record.samples_per_s:.1f} samples/s{' | best' if record.is_best else ''}")
         if stop:
             self.say(f"early stopping: no better validation MSE for {cfg.patience} epoch(s)")
@@ -246,6 +263,8 @@ class Trainer:
     def fit(self) -> None:
         if self.cfg.resume:
             self.resume()
+        if self.progress.global_step == 0 and self.accelerator.is_main_process:
+            self.best_path.unlink(missing_ok=True)  # never score a previous run's weights as this run's
         handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             for epoch in range(self.progress.epoch, self.cfg.train_epochs):
@@ -273,6 +292,9 @@ class Trainer:
                  f"device {acc.device}")
         if cfg.is_training:
             self.fit()
+            if not self.progress.best_epoch:
+                raise UserError("training diverged: the validation MSE was never finite (lower --learning_rate; "
+                                "under fp16 try bf16)")
         load_weights(s.raw_model, self.best_path)
         t0 = time.perf_counter()
         test = evaluate(s.model, s.loaders["test"], acc, "test")

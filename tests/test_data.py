@@ -199,3 +199,31 @@ def test_reference_script_flags_are_accepted():
                                          "--label_len", "48", "--model_comment", "TimeLLM-ETTh1"])
     cfg = config_from_args(args)
     assert cfg.factor == 3 and cfg.label_len == 48
+
+
+def test_numeric_first_column_is_not_a_date(csv_dir, capsys):
+    synthetic_frame(600, ["a", "OT"]).assign(date=range(600)).to_csv(csv_dir / "idx.csv", index=False)
+    assert "must hold dates, not numbers" in _error(_custom(csv_dir, "idx.csv"), capsys)
+
+
+def test_header_only_csv(csv_dir, capsys):
+    (csv_dir / "empty.csv").write_text("date,a,OT\n")
+    assert "no data rows" in _error(_custom(csv_dir, "empty.csv"), capsys)
+
+
+def test_all_nan_column_cannot_be_filled(csv_dir, capsys):
+    synthetic_frame(600, ["a", "OT"]).assign(a=np.nan).to_csv(csv_dir / "hollow.csv", index=False)
+    assert "hold no finite value" in _error(_custom(csv_dir, "hollow.csv", "--fillna", "ffill"), capsys)
+
+
+@pytest.mark.parametrize("flag,value", [("--learning_rate", "nan"), ("--learning_rate", "inf"),
+                                        ("--max_grad_norm", "nan"), ("--freq", "fortnightly")])
+def test_non_finite_or_unknown_values(bad_csvs, capsys, flag, value):
+    assert flag in _error(_custom(bad_csvs, "good.csv", flag, value), capsys)
+
+
+def test_output_dir_that_cannot_exist(bad_csvs, tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    err = _error([*_custom(bad_csvs, "good.csv"), "--llm_model", "GPT2", "--llm_init", "random", "--llm_layers", "1",
+                  "--llm_dim", "64", "--output_dir", str(tmp_path / "afile" / "x")], capsys)
+    assert "--output_dir" in err and "cannot create" in err

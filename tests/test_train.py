@@ -100,3 +100,30 @@ def test_itr_repeats_with_consecutive_seeds(ett_root, tmp_path):
     runs = [json.loads(p.read_text()) for p in sorted((tmp_path / "results").glob("*/results.json"))]
     assert [r["seed"] for r in runs] == [3, 4]
     assert runs[0]["setting"].endswith("_0") and runs[1]["setting"].endswith("_1")
+
+
+def test_diverged_run_is_reported_and_never_scores_an_old_checkpoint(ett_run, capsys):
+    """Same setting as the good run, whose best.safetensors exists: a diverged retrain must not score it."""
+    from accelerate.state import AcceleratorState, PartialState
+
+    import run_main
+
+    AcceleratorState._reset_state(True)
+    PartialState._reset_state()
+    args = [a if a != "0.005" else "1e30" for a in ett_run["args"]]  # same flags, an absurd learning rate
+    args += ["--output_dir", str(ett_run["tmp"] / "diverged"), "--checkpoints", str(ett_run["tmp"] / "checkpoints")]
+    code = run_main.main(args)
+    err = capsys.readouterr().err
+    if code == 0:  # the rate did not blow up the tiny model: nothing to check
+        pytest.skip("no divergence")
+    assert code == 2 and "training diverged" in err
+
+
+def test_resume_refuses_other_model_flags(ett_run, capsys):
+    import run_main
+
+    args = [*ett_run["args"], "--resume", "auto", "--output_dir", str(ett_run["tmp"] / "other"),
+            "--checkpoints", str(ett_run["tmp"] / "checkpoints")]
+    args[args.index("--lradj") + 1] = "type1"  # the setting name is unchanged, the schedule is not
+    assert run_main.main(args) == 2
+    assert "--lradj" in capsys.readouterr().err
