@@ -24,8 +24,8 @@ def _flag(default: Any, help: str, choices: list | None = None, group: str = "")
 @dataclass
 class Config:
     # --- basic (TSLib names) ---
-    task_name: str = _flag("long_term_forecast", "task; only long_term_forecast is supported so far",
-                           ["long_term_forecast"], "basic")
+    task_name: str = _flag("long_term_forecast", "long_term_forecast, or short_term_forecast (M4, --data m4)",
+                           ["long_term_forecast", "short_term_forecast"], "basic")
     is_training: int = _flag(1, "1: train then test; 0: test the checkpoint of this setting", [0, 1], "basic")
     model_id: str = _flag("", "free-form run id used in the setting name (default: <data>_<seq_len>_<pred_len>)",
                           group="basic")
@@ -35,7 +35,7 @@ class Config:
     des: str = _flag("Exp", "experiment description, part of the setting name", group="basic")
 
     # --- data ---
-    data: str = _flag("vic_elec", "dataset: ETTh1 ETTh2 ETTm1 ETTm2 custom vic_elec", group="data")
+    data: str = _flag("vic_elec", "dataset: ETTh1 ETTh2 ETTm1 ETTm2 custom vic_elec m4", group="data")
     root_path: str = _flag("./dataset", "folder holding --data_path", group="data")
     data_path: str = _flag("", "CSV file under --root_path (default: <data>.csv; vic_elec needs none)",
                            group="data")
@@ -54,6 +54,14 @@ class Config:
     enc_in: int = _flag(0, "number of input variables (0: read from the data; a wrong value is an error)",
                         group="data")
     num_workers: int = _flag(0, "DataLoader worker processes (0: load in the training process)", group="data")
+    prefetch_factor: int = _flag(2, "batches each DataLoader worker loads ahead (with --num_workers > 0)",
+                                 group="data")
+    device_data: bool = _flag(False, "keep the scaled series on the device and cut windows there by index "
+                                     "(no DataLoader workers, no host-to-device copy per batch)", group="data")
+    seasonal_patterns: str = _flag("Monthly", "M4 subset (with --data m4)",
+                                   ["Yearly", "Quarterly", "Monthly", "Weekly", "Daily", "Hourly"], "data")
+    data_pretrain: str = _flag("", "zero-shot: train and validate on this dataset, test on --data", group="data")
+    data_path_pretrain: str = _flag("", "zero-shot: CSV of --data_pretrain under --root_path", group="data")
 
     # --- model ---
     d_model: int = _flag(16, "patch embedding width", group="model")
@@ -86,10 +94,29 @@ class Config:
     eval_batch_size: int = _flag(128, "validation/test batch size per process", group="optimization")
     patience: int = _flag(3, "early stopping: epochs without a better validation MSE", group="optimization")
     learning_rate: float = _flag(1e-3, "learning rate (the schedule's peak)", group="optimization")
-    loss: str = _flag("MSE", "training loss", ["MSE", "MAE"], "optimization")
+    loss: str = _flag("MSE", "training loss", ["MSE", "MAE", "SMAPE", "MAPE", "MASE"], "optimization")
     lradj: str = _flag("type1", "learning-rate schedule (see README)",
-                       ["type1", "type2", "type3", "constant", "TST", "COS"], "optimization")
+                       ["type1", "type2", "type3", "constant", "TST", "COS", "cosine", "step", "multistep",
+                        "plateau"], "optimization")
     pct_start: float = _flag(0.2, "warm-up fraction of the TST (one-cycle) schedule", group="optimization")
+    warmup_epochs: int = _flag(0, "linear warm-up epochs of the cosine schedule", group="optimization")
+    lr_step_size: int = _flag(1, "epochs between decays of the step schedule", group="optimization")
+    lr_gamma: float = _flag(0.5, "decay factor of the step, multistep and plateau schedules", group="optimization")
+    lr_milestones: str = _flag("", "comma-separated epochs at which multistep decays (e.g. 3,6)",
+                               group="optimization")
+    optimizer: str = _flag("adam", "adam, or adamw (no weight decay on biases and norms)", ["adam", "adamw"],
+                           "optimization")
+    weight_decay: float = _flag(0.01, "AdamW weight decay", group="optimization")
+    scale_lr: bool = _flag(False, "scale --learning_rate by sqrt(global batch / --base_batch_size)",
+                           group="optimization")
+    base_batch_size: int = _flag(32, "batch size --learning_rate was tuned for (with --scale_lr)",
+                                 group="optimization")
+    val_every: int = _flag(1, "validate every N epochs (the last epoch always); early stopping counts validations",
+                           group="optimization")
+    val_every_steps: int = _flag(0, "also validate every N optimizer steps inside an epoch (0: off)",
+                                 group="optimization")
+    test_every: int = _flag(0, "also score the test set every N epochs (0: once, at the end, on the best "
+                               "checkpoint)", group="optimization")
     max_train_steps: int = _flag(50, "cap on optimizer steps per epoch (0: no cap; the embedded default "
                                      "trains 50 per epoch)", group="optimization")
     use_amp: bool = _flag(False, "mixed precision: bf16 where supported, else fp16", group="optimization")
@@ -112,11 +139,36 @@ class Config:
     save_every_steps: int = _flag(0, "also save the resumable state every N optimizer steps (0: each epoch)",
                                   group="distributed")
 
+    # --- speed ---
+    compile: bool = _flag(False, "torch.compile the model (warm-up compiles; the repeated blocks regionally)",
+                          group="speed")
+    compile_mode: str = _flag("default", "torch.compile mode", ["default", "reduce-overhead", "max-autotune"],
+                              "speed")
+
+    # --- wavelets (seed-system options) ---
+    use_swt: bool = _flag(False, "stationary wavelet transform of each window into level+1 bands before patching",
+                          group="wavelets")
+    swt_wavelet: str = _flag("db4", "SWT wavelet", ["db4", "db6", "sym4", "coif2", "haar"], "wavelets")
+    swt_level: int = _flag(3, "SWT decomposition level", group="wavelets")
+    use_all_coeffs: bool = _flag(False, "SWT: keep every level's approximation too, not only the last",
+                                 group="wavelets")
+    use_dwt_prompt: bool = _flag(False, "add discrete-wavelet statistics of the window to the prompt",
+                                 group="wavelets")
+    dwt_prompt_level: int = _flag(3, "DWT levels for the prompt statistics", group="wavelets")
+    prompt_compression: str = _flag("balanced", "how much DWT detail the prompt carries",
+                                    ["minimal", "balanced", "detailed"], "wavelets")
+
     # --- outputs ---
     checkpoints: str = _flag("./checkpoints", "folder for checkpoints (trainable parameters only)",
                              group="outputs")
     output_dir: str = _flag("./results", "folder for results.json and result_long_term_forecast.txt",
                             group="outputs")
+    log_with: str = _flag("none", "experiment tracker through Accelerate", ["none", "tensorboard", "wandb"],
+                          "outputs")
+    plot_windows: int = _flag(4, "test windows drawn in the forecast plot beside results.json (0: no plot)",
+                              group="outputs")
+    max_bad_steps: int = _flag(10, "stop cleanly after this many non-finite losses (each such step is skipped)",
+                               group="outputs")
 
     # --- accepted so reference Time-LLM / TSLib scripts run unchanged; Time-LLM does not use them ---
     dec_in: int = _flag(7, "no effect on Time-LLM (TSLib script compatibility)", group="compatibility")
@@ -134,11 +186,13 @@ class Config:
         """Reject values no run could use; each message names the flag."""
         positive = ["seq_len", "pred_len", "d_model", "n_heads", "d_ff", "patch_len", "stride",
                     "num_tokens", "llm_layers", "itr", "train_epochs", "batch_size", "eval_batch_size",
-                    "patience"]
+                    "patience", "prefetch_factor", "val_every", "base_batch_size", "lr_step_size", "swt_level",
+                    "dwt_prompt_level", "max_bad_steps"]
         for name in positive:
             if getattr(self, name) <= 0:
                 raise UserError(f"--{name} must be a positive integer, got {getattr(self, name)}")
-        for name in ["label_len", "enc_in", "num_workers", "max_train_steps", "llm_dim", "save_every_steps"]:
+        for name in ["label_len", "enc_in", "num_workers", "max_train_steps", "llm_dim", "save_every_steps",
+                     "val_every_steps", "test_every", "warmup_epochs", "plot_windows"]:
             if getattr(self, name) < 0:
                 raise UserError(f"--{name} must be >= 0, got {getattr(self, name)}")
         if self.grad_accum < 1:
@@ -150,7 +204,7 @@ class Config:
         if self.patch_len > self.seq_len:
             raise UserError(f"--patch_len {self.patch_len} is longer than --seq_len {self.seq_len}; "
                             f"use a patch length of at most {self.seq_len}")
-        for name in ["learning_rate", "dropout", "pct_start", "max_grad_norm"]:
+        for name in ["learning_rate", "dropout", "pct_start", "max_grad_norm", "lr_gamma", "weight_decay"]:
             if not math.isfinite(getattr(self, name)):
                 raise UserError(f"--{name} must be a finite number, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
@@ -159,6 +213,10 @@ class Config:
             raise UserError(f"--learning_rate must be positive, got {self.learning_rate}")
         if not 0.0 < self.pct_start < 1.0:
             raise UserError(f"--pct_start must be in (0, 1), got {self.pct_start}")
+        if not 0.0 < self.lr_gamma <= 1.0:
+            raise UserError(f"--lr_gamma must be in (0, 1], got {self.lr_gamma}")
+        if self.weight_decay < 0:
+            raise UserError(f"--weight_decay must be >= 0, got {self.weight_decay}")
         return self
 
     @property
