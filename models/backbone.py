@@ -146,6 +146,11 @@ def _tokenizer(llm_model: str, source: str, allow_download: bool) -> PreTrainedT
                         "holding tokenizer files") from None
 
 
+def load_tokenizer(llm_model: str, *, llm_path: str = "", allow_download: bool = False) -> PreTrainedTokenizerBase:
+    """The tokenizer `load_backbone` pairs with this backbone (same lookup order)."""
+    return _tokenizer(llm_model, _source(llm_model, llm_path), allow_download)
+
+
 def load_backbone(llm_model: str, *, llm_path: str = "", llm_init: str = "pretrained", llm_layers: int = 6,
                   llm_dim: int = 0, allow_download: bool = False, dtype: torch.dtype = torch.float32) -> Backbone:
     """The first `llm_layers` layers of the backbone, every parameter frozen, held in `dtype`."""
