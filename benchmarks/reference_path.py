@@ -31,6 +31,8 @@ def eager_backbone(llm: PreTrainedModel, dtype: torch.dtype) -> PreTrainedModel:
     """The same frozen weights in an eager-attention model that returns attention maps and hidden states."""
     config = copy.deepcopy(llm.config)
     config._attn_implementation = "eager"
+    if config.model_type == "gpt2":
+        config.activation_function = "gelu_new"  # GPT-2's own config: GELU as separate elementwise ops
     config.output_attentions = True
     config.output_hidden_states = True
     for key, value in config.to_dict().items():

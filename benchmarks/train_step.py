@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -64,25 +62,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def median(values: list[float]) -> float:
-    return statistics.median(values)
-
-
-def interleave(paths: dict[str, Callable[[], float]], warmup: int, steps: int) -> dict[str, list[float]]:
-    """Alternate the paths step by step, rotating which goes first; returns timed seconds per path."""
+def interleave(paths: dict[str, Callable[[], float]], warmup: int, steps: int,
+               first: dict[str, float] | None = None) -> dict[str, list[float]]:
+    """Alternate the paths step by step, rotating which goes first; returns timed seconds per path (and puts
+    each path's first, cold step into `first`: compilation and first-touch allocations show there)."""
     names = list(paths)
     times: dict[str, list[float]] = {n: [] for n in names}
     for i in range(warmup + steps):
         order = names[i % len(names):] + names[:i % len(names)]
         for name in order:
             seconds = paths[name]()
+            if i == 0 and first is not None:
+                first[name] = seconds
             if i >= warmup:
                 times[name].append(seconds)
     return times
-
-
-def _now() -> float:
-    return time.perf_counter()
 
 
 if __name__ == "__main__":

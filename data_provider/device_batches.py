@@ -49,6 +49,9 @@ class DeviceWindowLoader:
         return grid[self.process_index::self.num_processes].to(self.device, non_blocking=True)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        # a DataLoader draws its workers' base seed from the global generator when an epoch starts; drawing it
+        # too keeps the dropout masks that follow identical to the DataLoader path's
+        torch.empty((), dtype=torch.int64).random_()
         order = self.order()
         for i in range(self.skip, len(order)):
             yield self.dataset.cut(self.values, self.marks, order[i])

@@ -7,7 +7,10 @@ from torch import nn
 
 
 def configure_backends(device: torch.device) -> None:
-    """On GPUs: TF32 tensor cores for fp32 matmuls/convolutions and cuDNN's autotuner (the shapes are static)."""
+    """On GPUs: TF32 tensor cores for fp32 matmuls/convolutions and cuDNN's autotuner (the shapes are static).
+    On CPUs: large tensors reuse heap memory instead of fresh pages (see keep_host_memory)."""
+    if device.type == "cpu":
+        keep_host_memory(True)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -34,3 +37,34 @@ def compile_regions(model: nn.Module, llm: nn.Module, mode: str) -> None:
         return
     for block in blocks:
         block.compile(mode=mode, dynamic=False)
+
+
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_GLIBC_DEFAULTS = {_M_TRIM_THRESHOLD: 128 * 1024, _M_MMAP_MAX: 65536}
+
+
+def _libc():
+    import ctypes
+    import ctypes.util
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+def keep_host_memory(enabled: bool = True) -> bool:
+    """Serve large host tensors from the heap and keep freed memory there (glibc). By default glibc maps every
+    block above 32 MB freshly from the kernel and unmaps it on free, so each CPU step touches its ~100-200 MB
+    mapping-layer tensors as new pages (hundreds of thousands of page faults, each page zeroed by the kernel).
+    Returns whether the setting applied; `enabled=False` restores glibc's defaults."""
+    libc = _libc()
+    if libc is None:
+        return False
+    if enabled:
+        return bool(libc.mallopt(_M_MMAP_MAX, 0) and libc.mallopt(_M_TRIM_THRESHOLD, 2**30))
+    return all(libc.mallopt(k, v) for k, v in _GLIBC_DEFAULTS.items())  # memory already kept stays kept

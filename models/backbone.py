@@ -125,6 +125,13 @@ def _without_dropout(config: PretrainedConfig) -> None:
             setattr(config, key, 0.0)
 
 
+def _fused_activation(config: PretrainedConfig) -> None:
+    """GPT-2's "gelu_new" is the tanh approximation of GELU written as six elementwise ops; torch's
+    gelu(approximate="tanh") is the same function in one kernel (and one saved tensor for backward)."""
+    if getattr(config, "activation_function", None) == "gelu_new":
+        config.activation_function = "gelu_pytorch_tanh"
+
+
 def _load_config(llm_model: str, source: str, allow_download: bool) -> PretrainedConfig:
     try:
         return AutoConfig.from_pretrained(source, local_files_only=not allow_download)
@@ -170,6 +177,7 @@ def load_backbone(llm_model: str, *, llm_path: str = "", llm_init: str = "pretra
     config.num_hidden_layers = llm_layers
     config.use_cache = False
     _without_dropout(config)
+    _fused_activation(config)
 
     if random:
         if llm_dim:
