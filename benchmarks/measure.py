@@ -215,8 +215,10 @@ class Bench:
     def ablations(self) -> dict[str, Callable[[], contextlib.AbstractContextManager]]:
         """Each optimisation of the project's step, undone in place (one at a time)."""
         model, llm = self.setup.raw_model, self.setup.raw_model.llm
+        current = llm.config._attn_implementation
+        other = "sdpa" if current == "eager" else "eager"
         items: dict[str, Callable[[], contextlib.AbstractContextManager]] = {
-            "SDPA attention (off: eager)": lambda: attention(llm, eager=True, maps=False),
+            f"{current} attention (off: {other})": lambda: attention(llm, eager=other == "eager", maps=False),
             "no attention maps / hidden states (off: eager + kept)": lambda: attention(llm, eager=True, maps=True),
             "cached prompt ids, device statistics (off: host loop + tokenizer)": lambda: tokenized_prompt(
                 model, self.reference.prompt),
@@ -255,7 +257,7 @@ class Bench:
 def attention(llm: nn.Module, *, eager: bool, maps: bool) -> Iterator[None]:
     config = llm.config
     saved = (config._attn_implementation, config.output_attentions, config.output_hidden_states)
-    llm.set_attn_implementation("eager" if eager else saved[0])
+    llm.set_attn_implementation("eager" if eager else "sdpa")
     config.output_attentions = config.output_hidden_states = maps
     try:
         yield

@@ -14,7 +14,7 @@ from engine.accelerator import compute_dtype
 from engine.config import Config
 from engine.errors import UserError
 from engine.schedules import build_scheduler
-from engine.speed import compile_regions, configure_backends
+from engine.speed import choose_attention, compile_regions, configure_backends
 from models.backbone import load_backbone
 from models.time_llm import TimeLLM
 
@@ -72,6 +72,7 @@ def build_training(cfg: Config, accelerator: Accelerator) -> TrainingSetup:
     data = build_data(cfg)
     loaders = build_loaders(cfg, data)
     model = build_model(cfg, data, compute_dtype(accelerator))
+    choose_attention(model.llm, accelerator.device)
     if cfg.compile:
         compile_regions(model, model.llm, cfg.compile_mode)
     n_total = sum(p.numel() for p in model.parameters())

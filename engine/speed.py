@@ -17,6 +17,16 @@ def configure_backends(device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
 
 
+def choose_attention(llm: nn.Module, device: torch.device) -> str:
+    """SDPA on GPUs (fused kernels). On CPUs the plain matmul-softmax-matmul ("eager", still returning no
+    attention maps) trains faster: torch's CPU flash-attention backward in bf16 took ~2x the eager time at
+    Time-LLM's shapes (benchmarks/README.md). The math is the same either way."""
+    implementation = "eager" if device.type == "cpu" else "sdpa"
+    if getattr(llm.config, "_attn_implementation", None) != implementation:
+        llm.set_attn_implementation(implementation)
+    return implementation
+
+
 def repeated_blocks(llm: nn.Module) -> nn.ModuleList | None:
     """The backbone's stack of identical transformer layers (GPT-2 `h`, LLaMA/BERT `layers`/`layer`)."""
     for owner in (llm, getattr(llm, "encoder", None)):
