@@ -43,7 +43,8 @@ from engine.timing import peak_memory_mb
 
 # flags that only say how or where to run, not what is trained: a resumed run may change them
 RESUME_MAY_CHANGE = {"resume", "is_training", "num_workers", "eval_batch_size", "save_every_steps", "output_dir",
-                     "itr", "model_comment", "allow_download", "llm_path"}
+                     "itr", "model_comment", "allow_download", "llm_path", "prefetch_factor", "device_data", "compile",
+                     "compile_mode"}
 
 
 class Interrupted(Exception):
@@ -174,7 +175,9 @@ class Trainer:
             raise UserError(f"--resume {folder}: it was written with other values of "
                             f"{', '.join('--' + k for k in changed)}; resume with the flags it was trained with")
         s.scheduler.load_state_dict(saved["scheduler"])
-        self.progress = Progress(**saved["progress"])
+        # checkpoints written before --val_every counted early stopping in epochs ("bad_epochs")
+        self.progress = Progress(**{("bad_validations" if k == "bad_epochs" else k): v
+                                    for k, v in saved["progress"].items()})
         self.pending_rng = rng
         p = self.progress
         self.say(f"resumed from {folder}: {p.epoch} epoch(s) and {p.step_in_epoch} step(s) done, "
