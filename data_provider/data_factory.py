@@ -79,8 +79,10 @@ def build_loaders(cfg: Config, data: DataBundle) -> dict[str, DataLoader]:
     if len(data.datasets["train"]) < cfg.batch_size:
         raise UserError(f"--batch_size {cfg.batch_size} is larger than the {len(data.datasets['train'])} "
                         "training samples; lower it")
+    # pinned host batches let the copy to the GPU run asynchronously (the accelerator copies non_blocking)
     common = {"num_workers": cfg.num_workers, "collate_fn": collate_batch,
-              "pin_memory": torch.cuda.is_available(), "persistent_workers": cfg.num_workers > 0}
+              "pin_memory": torch.cuda.is_available(), "persistent_workers": cfg.num_workers > 0,
+              "prefetch_factor": cfg.prefetch_factor if cfg.num_workers > 0 else None}
     return {
         "train": DataLoader(data.datasets["train"], batch_size=cfg.batch_size, shuffle=True, drop_last=True,
                             **common),

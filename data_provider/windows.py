@@ -32,22 +32,25 @@ class WindowDataset(Dataset):
 
     def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         """Batched fetch (the DataLoader calls this with the whole batch of indices)."""
-        index = torch.as_tensor(indices, dtype=torch.long)
+        return self.cut(self.values, self.marks, torch.as_tensor(indices, dtype=torch.long))
+
+    def cut(self, values: torch.Tensor, marks: torch.Tensor | None, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The batch of samples `index` from `values` (this split's series, on any device, indices beside it)."""
         if self.channel_independent:
             channel, start = index // self.n_windows, index % self.n_windows
         else:
             channel, start = None, index
-        x_rows = start[:, None] + torch.arange(self.seq_len)
-        y_rows = start[:, None] + self.seq_len + torch.arange(self.pred_len)
+        x_rows = start[:, None] + torch.arange(self.seq_len, device=index.device)
+        y_rows = start[:, None] + self.seq_len + torch.arange(self.pred_len, device=index.device)
         if channel is not None:
-            x = self.values[x_rows, channel[:, None]].unsqueeze(-1)
-            y = self.values[y_rows, channel[:, None]].unsqueeze(-1)
+            x = values[x_rows, channel[:, None]].unsqueeze(-1)
+            y = values[y_rows, channel[:, None]].unsqueeze(-1)
         else:
-            x = self.values[x_rows]
-            y = self.values[y_rows][..., -1:] if self.target_only else self.values[y_rows]
+            x = values[x_rows]
+            y = values[y_rows][..., -1:] if self.target_only else values[y_rows]
         batch = {"x": x, "y": y}
-        if self.marks is not None:
-            batch["x_mark"], batch["y_mark"] = self.marks[x_rows], self.marks[y_rows]
+        if marks is not None:
+            batch["x_mark"], batch["y_mark"] = marks[x_rows], marks[y_rows]
         return batch
 
 

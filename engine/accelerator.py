@@ -93,7 +93,8 @@ def build_accelerator(cfg: Config) -> Accelerator:
     launched = "RANK" in os.environ  # accelerate launch / torchrun / --deepspeed: a process group follows
     handlers = [InitProcessGroupKwargs(backend="gloo")] if launched and not torch.cuda.is_available() else []
     return Accelerator(mixed_precision=precision, deepspeed_plugin=plugin, gradient_accumulation_steps=cfg.grad_accum,
-                       kwargs_handlers=handlers, dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
+                       kwargs_handlers=handlers, dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True,
+                                                                 non_blocking=torch.cuda.is_available()))
 
 
 def compute_dtype(accelerator: Accelerator) -> torch.dtype:

@@ -92,7 +92,8 @@ class Config:
     train_epochs: int = _flag(2, "training epochs", group="optimization")
     batch_size: int = _flag(32, "training batch size per process", group="optimization")
     eval_batch_size: int = _flag(128, "validation/test batch size per process", group="optimization")
-    patience: int = _flag(3, "early stopping: epochs without a better validation MSE", group="optimization")
+    patience: int = _flag(3, "early stopping: validations without a better validation MSE (see --val_every)",
+                          group="optimization")
     learning_rate: float = _flag(1e-3, "learning rate (the schedule's peak)", group="optimization")
     loss: str = _flag("MSE", "training loss", ["MSE", "MAE", "SMAPE", "MAPE", "MASE"], "optimization")
     lradj: str = _flag("type1", "learning-rate schedule (see README)",

@@ -23,8 +23,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from data_provider.device_batches import DeviceWindowLoader
 from engine.accelerator import build_accelerator, deepspeed_stage, uses_deepspeed
 from engine.builders import TrainingSetup, build_training
+from engine.cadence import score_test_after_epoch, validate_after_epoch, validate_after_step
 from engine.checkpoint import (
     find_last,
     load_training_state,
@@ -41,7 +43,8 @@ from engine.timing import peak_memory_mb
 
 # flags that only say how or where to run, not what is trained: a resumed run may change them
 RESUME_MAY_CHANGE = {"resume", "is_training", "num_workers", "eval_batch_size", "save_every_steps", "output_dir",
-                     "itr", "model_comment", "allow_download", "llm_path"}
+                     "itr", "model_comment", "allow_download", "llm_path", "prefetch_factor", "device_data", "compile",
+                     "compile_mode"}
 
 
 class Interrupted(Exception):
@@ -58,12 +61,15 @@ class EpochRecord:
     lr: float  # at the epoch's first step
     lr_end: float  # at its last step (differs for the per-step TST schedule)
     train_loss: float
-    val_mse: float
-    val_mae: float
+    val_mse: float | None  # None: not validated at this epoch's end (--val_every)
+    val_mae: float | None
     seconds: float
     steps: int
     samples_per_s: float
+    step_s: float  # mean seconds per optimizer step
     is_best: bool = False
+    test_mse: float | None = None  # with --test_every
+    test_mae: float | None = None
 
 
 @dataclass
@@ -76,10 +82,13 @@ class Progress:
     loss_sum: float = 0.0  # of the unfinished epoch
     seconds: float = 0.0  # of the unfinished epoch
     best_val_mse: float = math.inf
-    best_epoch: int = 0
-    bad_epochs: int = 0
+    best_val_mae: float = math.inf
+    best_epoch: int = 0  # the (1-based) epoch the best validation happened in, possibly mid-epoch
+    best_step: int = 0  # global optimizer step of the best validation
+    bad_validations: int = 0  # validations since the last improvement (early stopping counts these)
     finished: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
+    validations: list[dict[str, Any]] = field(default_factory=list)  # every validation, mid-epoch ones too
 
 
 def _no_bar(accelerator: Accelerator) -> bool | None:
@@ -166,7 +175,9 @@ class Trainer:
             raise UserError(f"--resume {folder}: it was written with other values of "
                             f"{', '.join('--' + k for k in changed)}; resume with the flags it was trained with")
         s.scheduler.load_state_dict(saved["scheduler"])
-        self.progress = Progress(**saved["progress"])
+        # checkpoints written before --val_every counted early stopping in epochs ("bad_epochs")
+        self.progress = Progress(**{("bad_validations" if k == "bad_epochs" else k): v
+                                    for k, v in saved["progress"].items()})
         self.pending_rng = rng
         p = self.progress
         self.say(f"resumed from {folder}: {p.epoch} epoch(s) and {p.step_in_epoch} step(s) done, "
@@ -195,7 +206,8 @@ class Trainer:
         loader.set_epoch(epoch)
         skip = p.step_in_epoch * cfg.grad_accum
         if skip:
-            loader = acc.skip_first_batches(loader, skip)
+            loader = loader.skip_first(skip) if isinstance(loader, DeviceWindowLoader) else \
+                acc.skip_first_batches(loader, skip)
         self._restore_rng_at("start")
         loss_sum = torch.zeros((), device=acc.device)
         micro, started = 0, time.perf_counter()
@@ -214,6 +226,11 @@ class Trainer:
             if p.step_in_epoch % 25 == 0:
                 bar.set_postfix(loss=f"{(p.loss_sum + loss_sum.item() / cfg.grad_accum) / p.step_in_epoch:.4f}")
             done = p.step_in_epoch >= s.steps_per_epoch
+            if validate_after_step(cfg, p.global_step, done):
+                elapsed = time.perf_counter() - started
+                self.validate(epoch)
+                s.model.train()
+                started = time.perf_counter() - elapsed  # validation time is not training time
             periodic = cfg.save_every_steps and p.global_step % cfg.save_every_steps == 0
             if self.stop_signal is not None or (periodic and not done):
                 p.loss_sum += loss_sum.item() / cfg.grad_accum
@@ -229,35 +246,53 @@ class Trainer:
         p.loss_sum += loss_sum.item() / cfg.grad_accum
         p.seconds += time.perf_counter() - started
 
+    def validate(self, epoch: int) -> tuple[dict[str, float], bool]:
+        """Score the validation set; keep the weights when they are the best so far (early stopping counts)."""
+        acc, s, p = self.accelerator, self.setup, self.progress
+        val = evaluate(s.model, s.loaders["val"], acc, "validate")
+        is_best = val["mse"] < p.best_val_mse
+        if is_best:
+            p.best_val_mse, p.best_val_mae, p.best_epoch, p.best_step = val["mse"], val["mae"], epoch + 1, p.global_step
+            p.bad_validations = 0
+            if acc.is_main_process:
+                save_weights(s.raw_model, self.best_path, {"epoch": epoch + 1, "step": p.global_step,
+                                                           "val_mse": val["mse"], "seed": self.seed})
+        else:
+            p.bad_validations += 1
+        p.validations.append({"epoch": epoch + 1, "global_step": p.global_step, "step_in_epoch": p.step_in_epoch,
+                              "val_mse": val["mse"], "val_mae": val["mae"], "is_best": is_best})
+        if p.step_in_epoch < s.steps_per_epoch:
+            self.say(f"  step {p.global_step} (epoch {epoch + 1}) | val mse {val['mse']:.4f} mae {val['mae']:.4f}"
+                     f"{' | best' if is_best else ''}")
+        return val, is_best
+
     def end_epoch(self, epoch: int, lr: float) -> bool:
-        """Validate, keep the best weights, save the state; True when early stopping says stop."""
+        """Validate (per --val_every), maybe score the test set, save the state; True when early stopping says stop."""
         cfg, acc, s, p = self.cfg, self.accelerator, self.setup, self.progress
         totals = acc.reduce(torch.tensor([p.loss_sum, float(p.step_in_epoch)], device=acc.device), "mean")
         train_loss = (totals[0] / totals[1]).item()
-        val = evaluate(s.model, s.loaders["val"], acc, "validate")
+        validated = validate_after_epoch(cfg, epoch + 1)
+        val, is_best = self.validate(epoch) if validated else ({"mse": None, "mae": None}, False)
         samples = p.step_in_epoch * cfg.grad_accum * cfg.batch_size * acc.num_processes
         lr_end = s.optimizer.param_groups[0]["lr"] if cfg.lradj == "TST" else lr  # per-step schedules move
         record = EpochRecord(epoch + 1, lr, lr_end, train_loss, val["mse"], val["mae"], p.seconds, p.step_in_epoch,
-                             samples / max(p.seconds, 1e-9))
-        if val["mse"] < p.best_val_mse:
-            record.is_best = True
-            p.best_val_mse, p.best_epoch, p.bad_epochs = val["mse"], epoch + 1, 0
-            if acc.is_main_process:
-                save_weights(s.raw_model, self.best_path, {"epoch": epoch + 1, "val_mse": val["mse"],
-                                                           "seed": self.seed})
-        else:
-            p.bad_epochs += 1
+                             samples / max(p.seconds, 1e-9), p.seconds / max(p.step_in_epoch, 1), is_best)
+        if score_test_after_epoch(cfg, epoch + 1):
+            test = evaluate(s.model, s.loaders["test"], acc, "test")
+            record.test_mse, record.test_mae = test["mse"], test["mae"]
         p.history.append(asdict(record))
         p.epoch, p.step_in_epoch, p.loss_sum, p.seconds = epoch + 1, 0, 0.0, 0.0
-        stop = p.bad_epochs >= cfg.patience
+        stop = p.bad_validations >= cfg.patience
         p.finished = stop or p.epoch >= cfg.train_epochs
         self.save_state()
+        scored = f"val mse {val['mse']:.4f} mae {val['mae']:.4f}" if validated else "val -"
+        tested = f" | test mse {record.test_mse:.4f}" if record.test_mse is not None else ""
         self.say(f"epoch {epoch + 1}/{cfg.train_epochs} | train {cfg.loss.lower()} {train_loss:.4f} | "
-                 f"val mse {val['mse']:.4f} mae {val['mae']:.4f} | lr {lr:.2e}"
-                 f"{f'->{lr_end:.2e}' if lr_end != lr else ''} | {record.seconds:.1f} s | "
-                 f"{record.samples_per_s:.1f} samples/s{' | best' if record.is_best else ''}")
+                 f"{scored}{tested} | lr {lr:.2e}{f'->{lr_end:.2e}' if lr_end != lr else ''} | "
+                 f"{record.seconds:.1f} s | {record.samples_per_s:.1f} samples/s | "
+                 f"{record.step_s * 1000:.0f} ms/step{' | best' if is_best else ''}")
         if stop:
-            self.say(f"early stopping: no better validation MSE for {cfg.patience} epoch(s)")
+            self.say(f"early stopping: no better validation MSE for {cfg.patience} validation(s)")
         return stop
 
     def fit(self) -> None:
@@ -309,7 +344,6 @@ class Trainer:
 
     def _result(self, test: dict[str, float], test_seconds: float, total_seconds: float) -> dict[str, Any]:
         cfg, acc, s, p = self.cfg, self.accelerator, self.setup, self.progress
-        best = next((h for h in p.history if h["epoch"] == p.best_epoch), None)
         train_seconds = sum(h["seconds"] for h in p.history)
         samples = sum(h["steps"] for h in p.history) * cfg.grad_accum * cfg.batch_size * acc.num_processes
         return {
@@ -319,9 +353,12 @@ class Trainer:
                       "llm_dim": s.raw_model.llm.config.hidden_size, "prompt_tokens": s.raw_model.prompt.length,
                       "patch_tokens": s.raw_model.num_patches},
             "params": {"total": s.n_total, "trainable": s.n_trainable},
-            "metrics": {"val": {"mse": best["val_mse"], "mae": best["val_mae"]} if best else None, "test": test},
+            "metrics": {"val": {"mse": p.best_val_mse, "mae": p.best_val_mae} if p.best_epoch else None,
+                        "test": test},
             "best_epoch": p.best_epoch or None,
+            "best_step": p.best_step or None,
             "history": p.history,
+            "validations": p.validations,
             "timing": {"train_epoch_s": [h["seconds"] for h in p.history],
                        "samples_per_s": samples / train_seconds if train_seconds else None,
                        "test_s": test_seconds, "total_s": total_seconds},

@@ -125,6 +125,13 @@ def _without_dropout(config: PretrainedConfig) -> None:
             setattr(config, key, 0.0)
 
 
+def _fused_activation(config: PretrainedConfig) -> None:
+    """GPT-2's "gelu_new" is the tanh approximation of GELU written as six elementwise ops; torch's
+    gelu(approximate="tanh") is the same function in one kernel (and one saved tensor for backward)."""
+    if getattr(config, "activation_function", None) == "gelu_new":
+        config.activation_function = "gelu_pytorch_tanh"
+
+
 def _load_config(llm_model: str, source: str, allow_download: bool) -> PretrainedConfig:
     try:
         return AutoConfig.from_pretrained(source, local_files_only=not allow_download)
@@ -146,6 +153,11 @@ def _tokenizer(llm_model: str, source: str, allow_download: bool) -> PreTrainedT
                         "holding tokenizer files") from None
 
 
+def load_tokenizer(llm_model: str, *, llm_path: str = "", allow_download: bool = False) -> PreTrainedTokenizerBase:
+    """The tokenizer `load_backbone` pairs with this backbone (same lookup order)."""
+    return _tokenizer(llm_model, _source(llm_model, llm_path), allow_download)
+
+
 def load_backbone(llm_model: str, *, llm_path: str = "", llm_init: str = "pretrained", llm_layers: int = 6,
                   llm_dim: int = 0, allow_download: bool = False, dtype: torch.dtype = torch.float32) -> Backbone:
     """The first `llm_layers` layers of the backbone, every parameter frozen, held in `dtype`."""
@@ -165,6 +177,7 @@ def load_backbone(llm_model: str, *, llm_path: str = "", llm_init: str = "pretra
     config.num_hidden_layers = llm_layers
     config.use_cache = False
     _without_dropout(config)
+    _fused_activation(config)
 
     if random:
         if llm_dim:
