@@ -217,6 +217,12 @@ class Config:
             raise UserError(f"--lr_gamma must be in (0, 1], got {self.lr_gamma}")
         if self.weight_decay < 0:
             raise UserError(f"--weight_decay must be >= 0, got {self.weight_decay}")
+        if self.use_swt and self.seq_len % 2 ** self.swt_level:
+            raise UserError(f"--use_swt: --seq_len {self.seq_len} must be divisible by 2**--swt_level "
+                            f"({2 ** self.swt_level}); lower --swt_level or change --seq_len")
+        if self.use_dwt_prompt and 2 ** self.dwt_prompt_level > self.seq_len:
+            raise UserError(f"--use_dwt_prompt: 2**--dwt_prompt_level ({2 ** self.dwt_prompt_level}) exceeds "
+                            f"--seq_len {self.seq_len}; lower --dwt_prompt_level")
         return self
 
     @property
