@@ -44,7 +44,7 @@ from engine.tracking import build_tracker, epoch_values, final_values
 
 # flags that only say how or where to run, not what is trained: a resumed run may change them
 RESUME_MAY_CHANGE = {"resume", "is_training", "num_workers", "eval_batch_size", "save_every_steps", "output_dir",
-                     "itr", "model_comment", "allow_download", "llm_path"}
+                     "itr", "model_comment", "allow_download", "llm_path", "log_with", "plot_windows", "max_bad_steps"}
 
 
 class Interrupted(Exception):

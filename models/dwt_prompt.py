@@ -57,7 +57,7 @@ class WaveletPromptStatistics(nn.Module):
         energy = bands.square().sum(dim=-1)
         shares = energy / energy.sum(dim=-1, keepdim=True).clamp_min(1e-12)
         approximations = torch.stack([a for a, _ in reversed(pairs)], dim=1)  # [B, level, L], coarsest first
-        slopes = approximations @ self.centred_time
+        slopes = approximations @ self.centred_time.float()
         up, down = (slopes > 0).all(dim=1), (slopes < 0).all(dim=1)
         consistency = torch.where(up, 0, torch.where(down, 1, 2))
         sigma = pairs[0][1].abs().median(dim=-1).values / 0.6745 * math.sqrt(2.0)

@@ -56,7 +56,7 @@ class SWT(nn.Module):
     def _split(self, approx: torch.Tensor, j: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One a-trous level: circular filtering of approx [..., L] by the dilated low- and high-pass filters."""
         windows = approx[..., self.taps[j]]  # [..., L, F]
-        out = windows @ self.filters.T  # [..., L, 2]
+        out = windows @ self.filters.float().T  # [..., L, 2] (float32 even when DeepSpeed cast the buffers)
         return out[..., 0], out[..., 1]
 
     def levels(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -87,5 +87,5 @@ class SWT(nn.Module):
             j = self.level - 1 - i
             both = torch.stack([approx, detail], dim=-1)  # [..., L, 2]
             spread = both[..., self.adjoint_taps[j], :]  # [..., L, F, 2]
-            approx = (spread * self.filters.T).sum(dim=(-1, -2)) * self.inverse_gain
+            approx = (spread * self.filters.float().T).sum(dim=(-1, -2)) * self.inverse_gain
         return approx
