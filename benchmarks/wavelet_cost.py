@@ -5,7 +5,8 @@
 Builds the plain model and the three wavelet variants with the same builders as training (same data,
 same batches, same accelerator), then times real optimizer steps (engine/trainer.py's train_step,
 NaN guard included) round-robin, one step of each variant per round, so machine noise hits all of
-them alike. Prints the median step time of each variant and its ratio to the plain one.
+them alike. Prints the median wall and CPU time (all threads of this process; steadier than wall
+time on a shared machine) of each variant's step and their ratios to the plain one.
 """
 
 from __future__ import annotations
@@ -55,23 +56,26 @@ def measure(name: str, root_path: str, steps: int, warmup: int) -> None:
     loader = iter(setups["plain"][1].loaders["train"])
     batches = [next(loader) for _ in range(warmup + steps)]
     times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    cpu: dict[str, list[float]] = {v: [] for v in VARIANTS}
     criterion = loss_fn("MSE")
     for i, batch in enumerate(batches):
         for variant, (cfg, setup, guard) in setups.items():
             setup.model.train()
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.process_time()
             train_step(setup, batch, accelerator, cfg, criterion, guard).item()
             if i >= warmup:
                 times[variant].append(time.perf_counter() - started)
-    base = statistics.median(times["plain"])
+                cpu[variant].append(time.process_time() - started_cpu)
+    base, base_cpu = statistics.median(times["plain"]), statistics.median(cpu["plain"])
     rows = {v: setups[v][1].raw_model for v in VARIANTS}
     print(f"{name}: {accelerator.device}, {torch.get_num_threads()} threads, batch {setups['plain'][0].batch_size}, "
           f"{steps} timed steps per variant after {warmup} warm-up, median")
     for variant in VARIANTS:
-        t = statistics.median(times[variant])
+        t, c = statistics.median(times[variant]), statistics.median(cpu[variant])
         model = rows[variant]
-        print(f"  {variant:15s} {t * 1000:9.1f} ms/step  x{t / base:5.2f}  (LLM sees {model.prompt.length} prompt + "
-              f"{model.num_patches} patch tokens)")
+        print(f"  {variant:15s} wall {t * 1000:9.1f} ms/step x{t / base:5.2f} | cpu {c * 1000:9.1f} ms/step "
+              f"x{c / base_cpu:5.2f} | LLM sees {model.prompt.length} prompt + {model.num_patches} patch tokens",
+              flush=True)
 
 
 def main() -> None:
