@@ -15,6 +15,7 @@ from engine.config import Config
 from engine.errors import UserError
 from engine.schedules import build_scheduler
 from engine.speed import choose_attention, compile_regions, configure_backends
+from engine.wavelet_options import wavelet_parts
 from models.backbone import load_backbone
 from models.time_llm import TimeLLM
 
@@ -39,7 +40,8 @@ def build_model(cfg: Config, data: DataBundle, dtype: torch.dtype = torch.float3
         raise UserError(f"--d_ff {cfg.d_ff} exceeds the backbone width {backbone.hidden_size}; lower it")
     model = TimeLLM(backbone, description=prompt_description(cfg, data), seq_len=cfg.seq_len,
                     pred_len=cfg.pred_len, d_model=cfg.d_model, n_heads=cfg.n_heads, d_ff=cfg.d_ff,
-                    patch_len=cfg.patch_len, stride=cfg.stride, num_tokens=cfg.num_tokens, dropout=cfg.dropout)
+                    patch_len=cfg.patch_len, stride=cfg.stride, num_tokens=cfg.num_tokens, dropout=cfg.dropout,
+                    **wavelet_parts(cfg))
     if cfg.gradient_checkpointing:
         backbone.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     limit = getattr(backbone.model.config, "max_position_embeddings", None)

@@ -218,6 +218,12 @@ class Config:
             raise UserError(f"--lr_gamma must be in (0, 1], got {self.lr_gamma}")
         if self.weight_decay < 0:
             raise UserError(f"--weight_decay must be >= 0, got {self.weight_decay}")
+        if self.use_swt and self.seq_len % 2 ** self.swt_level:
+            raise UserError(f"--use_swt: --seq_len {self.seq_len} must be divisible by 2**--swt_level "
+                            f"({2 ** self.swt_level}); lower --swt_level or change --seq_len")
+        if self.use_dwt_prompt and 2 ** self.dwt_prompt_level > self.seq_len:
+            raise UserError(f"--use_dwt_prompt: 2**--dwt_prompt_level ({2 ** self.dwt_prompt_level}) exceeds "
+                            f"--seq_len {self.seq_len}; lower --dwt_prompt_level")
         return self
 
     @property
@@ -228,7 +234,14 @@ class Config:
         return (f"{self.task_name}_{model_id}_{self.model}_{self.data}_ft{self.features}_sl{self.seq_len}"
                 f"_ll{self.label_len}_pl{self.pred_len}_dm{self.d_model}_nh{self.n_heads}_df{self.d_ff}"
                 f"_{llm}{self.llm_layers}_lr{self.learning_rate:g}_bs{self.batch_size}"
-                f"{f'_pct{self.percent}' if self.percent < 100 else ''}_{self.des}")
+                f"{f'_pct{self.percent}' if self.percent < 100 else ''}{self.wavelet_tag}_{self.des}")
+
+    @property
+    def wavelet_tag(self) -> str:
+        """Setting-name part of the wavelet options, so runs with and without them keep apart."""
+        swt = f"_swt{self.swt_wavelet}L{self.swt_level}{'all' if self.use_all_coeffs else ''}" if self.use_swt else ""
+        dwt = f"_dwt{self.swt_wavelet}L{self.dwt_prompt_level}{self.prompt_compression}" if self.use_dwt_prompt else ""
+        return swt + dwt
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

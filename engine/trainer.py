@@ -38,13 +38,16 @@ from engine.checkpoint import (
 from engine.config import Config
 from engine.errors import UserError
 from engine.metrics import MetricAccumulator
+from engine.nan_guard import NonFiniteGuard
+from engine.plots import plot_run
 from engine.results import write_results
 from engine.timing import peak_memory_mb
+from engine.tracking import build_tracker, epoch_values, final_values
 
 # flags that only say how or where to run, not what is trained: a resumed run may change them
 RESUME_MAY_CHANGE = {"resume", "is_training", "num_workers", "eval_batch_size", "save_every_steps", "output_dir",
                      "itr", "model_comment", "allow_download", "llm_path", "prefetch_factor", "device_data", "compile",
-                     "compile_mode"}
+                     "compile_mode", "log_with", "plot_windows", "max_bad_steps"}
 
 
 class Interrupted(Exception):
@@ -106,19 +109,24 @@ def forecast(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def train_step(setup: TrainingSetup, batch: dict[str, torch.Tensor], accelerator: Accelerator, cfg: Config,
-               criterion) -> torch.Tensor:
+               criterion, guard: NonFiniteGuard | None = None) -> torch.Tensor:
     """One micro-batch; the optimizer steps when the accumulation window closes. Returns the detached loss
-    (no host sync). The estimator times exactly this."""
+    (no host sync without a guard; the guard syncs once to check it). The estimator times exactly this."""
     with accelerator.accumulate(setup.model):
         loss = criterion(forecast(setup.model, batch), batch["y"])
-        accelerator.backward(loss)
-        if accelerator.sync_gradients and cfg.max_grad_norm > 0 and accelerator.state.deepspeed_plugin is None:
-            accelerator.clip_grad_norm_(setup.trainable, cfg.max_grad_norm)  # DeepSpeed clips inside its step
-        setup.optimizer.step()
-        setup.optimizer.zero_grad(set_to_none=True)
+        admitted = guard is None or guard.admit(loss)
+        if admitted or guard.lockstep_backward:
+            accelerator.backward(loss if admitted else guard.zero_loss())
+        if accelerator.sync_gradients and guard is not None and guard.window_is_bad():
+            setup.optimizer.zero_grad(set_to_none=True)  # skipped: the weights stay the last good ones
+        else:
+            if accelerator.sync_gradients and cfg.max_grad_norm > 0 and accelerator.state.deepspeed_plugin is None:
+                accelerator.clip_grad_norm_(setup.trainable, cfg.max_grad_norm)  # DeepSpeed clips inside its step
+            setup.optimizer.step()
+            setup.optimizer.zero_grad(set_to_none=True)
     if accelerator.sync_gradients:
         setup.scheduler.step()
-    return loss.detach()
+    return loss.detach() if admitted else torch.zeros_like(loss.detach())
 
 
 def evaluate(model: nn.Module, loader: DataLoader, accelerator: Accelerator, desc: str) -> dict[str, float]:
@@ -151,6 +159,8 @@ class Trainer:
                 except OSError as err:
                     raise UserError(f"{flag} {folder}: cannot create it ({err.strerror})") from None
         self.progress = Progress()
+        self.guard = NonFiniteGuard(cfg, accelerator, self.setup.trainable)
+        self.tracker = build_tracker(cfg, self.run_name) if accelerator.is_main_process else None
         self.stop_signal: int | None = None
         self.pending_rng: dict | None = None
 
@@ -216,12 +226,14 @@ class Trainer:
         for batch in loader:
             if micro == 0:
                 self._restore_rng_at("mid")
-            loss_sum += train_step(s, batch, acc, cfg, criterion)
+            loss_sum += train_step(s, batch, acc, cfg, criterion, self.guard)
             micro += 1
             if not acc.sync_gradients:
                 continue
             p.step_in_epoch += 1
             p.global_step += 1
+            self.guard.report(p.global_step, epoch + 1,
+                              str(self.best_path) if self.best_path.is_file() else "none saved yet")
             bar.update()
             if p.step_in_epoch % 25 == 0:
                 bar.set_postfix(loss=f"{(p.loss_sum + loss_sum.item() / cfg.grad_accum) / p.step_in_epoch:.4f}")
@@ -281,6 +293,8 @@ class Trainer:
             test = evaluate(s.model, s.loaders["test"], acc, "test")
             record.test_mse, record.test_mae = test["mse"], test["mae"]
         p.history.append(asdict(record))
+        if self.tracker is not None:
+            self.tracker.log(epoch_values(p.history[-1], self.guard.bad_steps), step=p.global_step)
         p.epoch, p.step_in_epoch, p.loss_sum, p.seconds = epoch + 1, 0, 0.0, 0.0
         stop = p.bad_validations >= cfg.patience
         p.finished = stop or p.epoch >= cfg.train_epochs
@@ -336,6 +350,13 @@ class Trainer:
         test_seconds = time.perf_counter() - t0
         result = self._result(test, test_seconds, time.perf_counter() - started)
         if acc.is_main_process:
+            if cfg.plot_windows:
+                result["plot"] = str(plot_run(s.raw_model, s.data, cfg.plot_windows, acc,
+                                              Path(cfg.output_dir) / self.run_name, self.progress.history,
+                                              self.run_name))
+            if self.tracker is not None:
+                self.tracker.log(final_values(test), step=self.progress.global_step)
+                self.tracker.finish()
             out = write_results(cfg, self.run_name, result)
             self.say(f"test  mse {test['mse']:.4f}  mae {test['mae']:.4f}  ({test['samples']} samples, best epoch "
                      f"{self.progress.best_epoch or 'from checkpoint'})\nresults: {out}\ncheckpoint: "

@@ -25,12 +25,16 @@ class RevIN(nn.Module):
 
 
 class PatchEmbedding(nn.Module):
-    """Replicate-pad by `stride`, cut patches, embed them with a circular conv across patches."""
+    """Replicate-pad by `stride`, cut patches, embed them with a circular conv across patches.
 
-    def __init__(self, d_model: int, patch_len: int, stride: int, dropout: float) -> None:
+    With `channels` > 1 (the SWT bands) each patch carries channels x patch_len values, band by band.
+    """
+
+    def __init__(self, d_model: int, patch_len: int, stride: int, dropout: float, channels: int = 1) -> None:
         super().__init__()
-        self.patch_len, self.stride = patch_len, stride
-        self.conv = nn.Conv1d(patch_len, d_model, kernel_size=3, padding=1, padding_mode="circular", bias=False)
+        self.patch_len, self.stride, self.channels = patch_len, stride, channels
+        self.conv = nn.Conv1d(channels * patch_len, d_model, kernel_size=3, padding=1, padding_mode="circular",
+                              bias=False)
         nn.init.kaiming_normal_(self.conv.weight, mode="fan_in", nonlinearity="leaky_relu")
         self.dropout = nn.Dropout(dropout)
 
@@ -39,10 +43,11 @@ class PatchEmbedding(nn.Module):
         return (seq_len - patch_len) // stride + 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x [B, L] -> [B, patches, d_model]."""
-        x = F.pad(x.unsqueeze(1), (0, self.stride), mode="replicate").squeeze(1)
-        patches = x.unfold(-1, self.patch_len, self.stride)  # [B, P, patch_len]
-        return self.dropout(self.conv(patches.transpose(1, 2)).transpose(1, 2))
+        """x [B, L] or [B, channels, L] -> [B, patches, d_model]."""
+        x = F.pad(x.reshape(x.shape[0], self.channels, x.shape[-1]), (0, self.stride), mode="replicate")
+        patches = x.unfold(-1, self.patch_len, self.stride)  # [B, channels, P, patch_len]
+        patches = patches.transpose(2, 3).reshape(x.shape[0], self.channels * self.patch_len, -1)
+        return self.dropout(self.conv(patches).transpose(1, 2))
 
 
 class Reprogramming(nn.Module):

@@ -31,8 +31,11 @@ _ANCHOR = "x"  # tokenized in front of every non-first piece so it sees mid-text
 
 class StatisticsPrompt(nn.Module):
     def __init__(self, tokenizer: PreTrainedTokenizerBase, description: str, seq_len: int, pred_len: int,
-                 top_k: int = 5, decimals: int = 2) -> None:
+                 top_k: int = 5, decimals: int = 2, extension: nn.Module | None = None) -> None:
+        """`extension` (e.g. models/dwt_prompt.py) appends its own fixed pieces and slots after the base
+        prompt: `extension.pieces()` gives them, `extension.slot_values(x)` their table choices."""
         super().__init__()
+        self.extension = extension
         self.seq_len, self.decimals = seq_len, decimals
         self.top_k = min(top_k, seq_len // 2)
         # |z| of a RevIN-normalised window is at most sqrt(seq_len - 1)
@@ -53,12 +56,21 @@ class StatisticsPrompt(nn.Module):
                 self._fixed(",")
             self._slot("lag")
         self._fixed(".")
+        if extension is not None:
+            for kind, texts in extension.pieces():
+                if kind == "fixed":
+                    self._fixed(texts[0])
+                else:
+                    self.pieces.append((kind, texts))
         self._build_tables(tokenizer)
         self._verify(tokenizer)
 
     # ------------------------------------------------------------------ construction
     def _fixed(self, text: str) -> None:
-        self.pieces.append(("fixed", [text]))
+        if self.pieces and self.pieces[-1][0] == "fixed":  # one piece, so punctuation such as ");" tokenizes whole
+            self.pieces[-1] = ("fixed", [self.pieces[-1][1][0] + text])
+        else:
+            self.pieces.append(("fixed", [text]))
 
     def _slot(self, kind: str) -> None:
         if kind == "number":
@@ -83,7 +95,7 @@ class StatisticsPrompt(nn.Module):
         self.max_lengths: list[int] = []
         cache: dict[str, tuple[int, int]] = {}  # slot kinds share one table
         for i, (kind, texts) in enumerate(self.pieces):
-            key = kind if kind != "fixed" else f"fixed{i}"
+            key = kind.split("#")[0] if kind != "fixed" else f"fixed{i}"  # "table#column" kinds share a table
             if key not in cache:
                 first = i == 0
                 encoded = tokenizer(texts if first else [_ANCHOR + t for t in texts],
@@ -150,12 +162,15 @@ class StatisticsPrompt(nn.Module):
         autocorr = torch.fft.irfft(spectrum * spectrum.conj(), n=x.shape[1], dim=1)
         lags = torch.topk(autocorr[:, 1:self.seq_len // 2 + 1], self.top_k, dim=1).indices  # lag - 1
 
+        extra = self.extension.slot_values(x) if self.extension is not None else {}
         numbers = iter(("min", "max", "median"))
         lag_column = iter(range(self.top_k))
         zero = torch.zeros_like(trend)
         columns = []
         for kind, _ in self.pieces:
-            if kind == "fixed":
+            if kind in extra:
+                columns.append(extra[kind])
+            elif kind == "fixed":
                 columns.append(zero)
             elif kind == "number":
                 columns.append(values[next(numbers)])

@@ -8,13 +8,16 @@ from torch import nn
 from models.backbone import Backbone
 from models.layers import FlattenHead, PatchEmbedding, Reprogramming, RevIN
 from models.prompt import StatisticsPrompt
+from models.wavelets import SWT
 
 
 class TimeLLM(nn.Module):
     """forward(x [B, seq_len, N]) -> [B, pred_len, N]; every variable is forecast independently."""
 
     def __init__(self, backbone: Backbone, *, description: str, seq_len: int, pred_len: int, d_model: int,
-                 n_heads: int, d_ff: int, patch_len: int, stride: int, num_tokens: int, dropout: float) -> None:
+                 n_heads: int, d_ff: int, patch_len: int, stride: int, num_tokens: int, dropout: float,
+                 swt: SWT | None = None, prompt_extension: nn.Module | None = None) -> None:
+        """`swt`: patch the window's wavelet bands instead of the window; `prompt_extension`: extra prompt slots."""
         super().__init__()
         self.llm = backbone.model
         self.d_ff = d_ff
@@ -25,8 +28,9 @@ class TimeLLM(nn.Module):
         self.num_patches = PatchEmbedding.count(seq_len, patch_len, stride)
 
         self.normalizer = RevIN()
-        self.prompt = StatisticsPrompt(backbone.tokenizer, description, seq_len, pred_len)
-        self.patch_embedding = PatchEmbedding(d_model, patch_len, stride, dropout)
+        self.prompt = StatisticsPrompt(backbone.tokenizer, description, seq_len, pred_len, extension=prompt_extension)
+        self.swt = swt
+        self.patch_embedding = PatchEmbedding(d_model, patch_len, stride, dropout, swt.bands if swt else 1)
         self.mapping = nn.Linear(vocab, num_tokens)  # vocabulary -> text prototypes
         self.reprogramming = Reprogramming(d_model, n_heads, d_ff, d_llm, dropout)
         self.head = FlattenHead(d_ff * self.num_patches, pred_len, dropout)
@@ -63,7 +67,8 @@ class TimeLLM(nn.Module):
         embed = self.llm.get_input_embeddings()
         prompt_embeds = embed(prompt_ids)
         # inputs follow each module's dtype (DeepSpeed holds the whole module in bf16/fp16, without autocast)
-        patches = self.patch_embedding(series.to(self.patch_embedding.conv.weight.dtype))
+        patch_input = self.swt(series) if self.swt is not None else series
+        patches = self.patch_embedding(patch_input.to(self.patch_embedding.conv.weight.dtype))
         patches = self.reprogramming(patches.to(self.reprogramming.query.weight.dtype), self.prototypes())
 
         inputs = torch.cat([prompt_embeds, patches.to(prompt_embeds.dtype)], dim=1)

@@ -34,7 +34,8 @@ def test_two_process_zero2_matches_one_process_evaluation(ett_root, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("test  mse") == 1  # only rank 0 prints
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert len(files) == 2 and "result_long_term_forecast.txt" in files  # one table, one results.json
+    assert len(files) == 3 and "result_long_term_forecast.txt" in files  # one table, one results.json, one plot
+    assert sum(f.endswith("/forecast.png") for f in files) == 1
     result = json.loads((out / next(f for f in files if f.endswith("/results.json"))).read_text())
     assert result["distributed"]["num_processes"] == 2 and result["distributed"]["deepspeed_stage"] == 2
     assert result["metrics"]["test"]["samples"] == 2880 - 12 + 1
