@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch import nn
@@ -35,8 +34,11 @@ from engine.checkpoint import (
 )
 from engine.config import Config
 from engine.errors import UserError
+from engine.losses import Loss, build_loss
 from engine.metrics import MetricAccumulator
 from engine.results import write_results
+from engine.schedules import PER_STEP, observe_validation
+from engine.short_term import evaluate_short_term
 from engine.timing import peak_memory_mb
 
 # flags that only say how or where to run, not what is trained: a resumed run may change them
@@ -87,8 +89,14 @@ def _no_bar(accelerator: Accelerator) -> bool | None:
     return True if not accelerator.is_local_main_process else None
 
 
-def loss_fn(name: str):
-    return F.mse_loss if name == "MSE" else F.l1_loss
+def loss_fn(name: str, seasonality: int = 1) -> Loss:
+    return build_loss(name, seasonality)
+
+
+def selection_metric(cfg: Config) -> str:
+    """The validation score early stopping and the best checkpoint follow: sMAPE on M4 (raw scales differ by
+    orders of magnitude between series), MSE otherwise."""
+    return "smape" if cfg.task_name == "short_term_forecast" else "mse"
 
 
 def forecast(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -101,7 +109,7 @@ def train_step(setup: TrainingSetup, batch: dict[str, torch.Tensor], accelerator
     """One micro-batch; the optimizer steps when the accumulation window closes. Returns the detached loss
     (no host sync). The estimator times exactly this."""
     with accelerator.accumulate(setup.model):
-        loss = criterion(forecast(setup.model, batch), batch["y"])
+        loss = criterion(forecast(setup.model, batch), batch)
         accelerator.backward(loss)
         if accelerator.sync_gradients and cfg.max_grad_norm > 0 and accelerator.state.deepspeed_plugin is None:
             accelerator.clip_grad_norm_(setup.trainable, cfg.max_grad_norm)  # DeepSpeed clips inside its step
@@ -190,7 +198,7 @@ class Trainer:
     def train_epoch(self, epoch: int) -> None:
         cfg, acc, s, p = self.cfg, self.accelerator, self.setup, self.progress
         s.model.train()
-        criterion = loss_fn(cfg.loss)
+        criterion = loss_fn(cfg.loss, s.data.seasonality)
         loader = s.loaders["train"]
         loader.set_epoch(epoch)
         skip = p.step_in_epoch * cfg.grad_accum
@@ -236,12 +244,14 @@ class Trainer:
         train_loss = (totals[0] / totals[1]).item()
         val = evaluate(s.model, s.loaders["val"], acc, "validate")
         samples = p.step_in_epoch * cfg.grad_accum * cfg.batch_size * acc.num_processes
-        lr_end = s.optimizer.param_groups[0]["lr"] if cfg.lradj == "TST" else lr  # per-step schedules move
+        lr_end = s.optimizer.param_groups[0]["lr"] if cfg.lradj in PER_STEP else lr  # per-step schedules move
+        key = selection_metric(cfg)
+        observe_validation(s.scheduler, val[key])
         record = EpochRecord(epoch + 1, lr, lr_end, train_loss, val["mse"], val["mae"], p.seconds, p.step_in_epoch,
                              samples / max(p.seconds, 1e-9))
-        if val["mse"] < p.best_val_mse:
+        if val[key] < p.best_val_mse:  # best_val_mse holds the selection score (sMAPE on M4)
             record.is_best = True
-            p.best_val_mse, p.best_epoch, p.bad_epochs = val["mse"], epoch + 1, 0
+            p.best_val_mse, p.best_epoch, p.bad_epochs = val[key], epoch + 1, 0
             if acc.is_main_process:
                 save_weights(s.raw_model, self.best_path, {"epoch": epoch + 1, "val_mse": val["mse"],
                                                            "seed": self.seed})
@@ -253,7 +263,8 @@ class Trainer:
         p.finished = stop or p.epoch >= cfg.train_epochs
         self.save_state()
         self.say(f"epoch {epoch + 1}/{cfg.train_epochs} | train {cfg.loss.lower()} {train_loss:.4f} | "
-                 f"val mse {val['mse']:.4f} mae {val['mae']:.4f} | lr {lr:.2e}"
+                 f"val mse {val['mse']:.4f} mae {val['mae']:.4f}"
+                 f"{f' smape {val[key]:.3f}' if key != 'mse' else ''} | lr {lr:.2e}"
                  f"{f'->{lr_end:.2e}' if lr_end != lr else ''} | {record.seconds:.1f} s | "
                  f"{record.samples_per_s:.1f} samples/s{' | best' if record.is_best else ''}")
         if stop:
@@ -297,7 +308,10 @@ class Trainer:
                                 "under fp16 try bf16)")
         load_weights(s.raw_model, self.best_path)
         t0 = time.perf_counter()
-        test = evaluate(s.model, s.loaders["test"], acc, "test")
+        if cfg.task_name == "short_term_forecast":
+            test = evaluate_short_term(s.model, s.loaders["test"], acc, s.data, forecast)
+        else:
+            test = evaluate(s.model, s.loaders["test"], acc, "test")
         test_seconds = time.perf_counter() - t0
         result = self._result(test, test_seconds, time.perf_counter() - started)
         if acc.is_main_process:
@@ -305,6 +319,10 @@ class Trainer:
             self.say(f"test  mse {test['mse']:.4f}  mae {test['mae']:.4f}  ({test['samples']} samples, best epoch "
                      f"{self.progress.best_epoch or 'from checkpoint'})\nresults: {out}\ncheckpoint: "
                      f"{self.best_path}")
+            if "owa" in test:
+                self.say(f"M4 {cfg.seasonal_patterns}: smape {test['smape']:.3f}  mase {test['mase']:.3f}  "
+                         f"owa {test['owa']:.3f}  (Naive2 smape {test['naive2_smape']:.3f}, "
+                         f"mase {test['naive2_mase']:.3f})")
         return result
 
     def _result(self, test: dict[str, float], test_seconds: float, total_seconds: float) -> dict[str, Any]:
@@ -315,7 +333,7 @@ class Trainer:
         return {
             "setting": self.run_name, "seed": self.seed, "config": cfg.to_dict(), "data": s.data.summary(),
             "model": {"backbone": cfg.llm_model, "source": s.raw_model.llm.name_or_path or cfg.llm_init,
-                      "llm_init": cfg.llm_init, "llm_layers": cfg.llm_layers,
+                      "llm_init": cfg.llm_init, "llm_layers": s.raw_model.llm.config.num_hidden_layers,
                       "llm_dim": s.raw_model.llm.config.hidden_size, "prompt_tokens": s.raw_model.prompt.length,
                       "patch_tokens": s.raw_model.num_patches},
             "params": {"total": s.n_total, "trainable": s.n_trainable},
