@@ -294,9 +294,10 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         cfg, acc, s = self.cfg, self.accelerator, self.setup
         started = time.perf_counter()
+        llm = s.raw_model.llm.config
         self.say(f"run {self.run_name}\n  data {s.data.path.name}: {s.data.summary()['samples']} samples, "
-                 f"{len(s.data.columns)} variable(s) | backbone {cfg.llm_model} ({cfg.llm_layers} layers, "
-                 f"{s.raw_model.llm.config.hidden_size} wide) | {s.n_trainable:,} trainable of {s.n_total:,} "
+                 f"{len(s.data.columns)} variable(s) | backbone {cfg.llm_model} ({llm.num_hidden_layers} layers, "
+                 f"{llm.hidden_size} wide) | {s.n_trainable:,} trainable of {s.n_total:,} "
                  f"parameters | LLM sees {s.raw_model.prompt.length} prompt + {s.raw_model.num_patches} patch "
                  f"tokens | {acc.num_processes} process(es), precision {acc.mixed_precision}, "
                  f"DeepSpeed {'ZeRO-' + str(deepspeed_stage(acc)) if uses_deepspeed(cfg) else 'off'}, "

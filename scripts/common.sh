@@ -38,20 +38,27 @@ horizons() {
 
 # use_dataset DEFAULT_ROOT FILE GENERATOR: sets DATA_ROOT to ROOT_PATH or DEFAULT_ROOT; with SMOKE=1 and the
 # file missing there, generates a synthetic FILE of the real layout in a temporary folder (removed at exit).
+# A script that needs two files calls it twice: the real one is then linked beside the generated one.
+USED_FILES=()
 use_dataset() {
-  DATA_ROOT="${ROOT_PATH:-$1}"
-  if [ "$SMOKE" = 1 ] && [ ! -e "$DATA_ROOT/$2" ]; then
-    local generated
-    if [ "${#GENERATED_DIRS[@]}" -gt 0 ]; then  # a second file of the same run goes beside the first
-      generated="${GENERATED_DIRS[0]}"
-    else
+  local root="${ROOT_PATH:-$1}" generated=""
+  if [ "${#GENERATED_DIRS[@]}" -gt 0 ]; then generated="${GENERATED_DIRS[0]}"; fi
+  DATA_ROOT="$root"
+  if [ "$SMOKE" = 1 ] && [ ! -e "$root/$2" ]; then
+    if [ -z "$generated" ]; then
       generated="$(mktemp -d)"
       GENERATED_DIRS+=("$generated")
+      local used
+      for used in "${USED_FILES[@]}"; do ln -s "$used" "$generated/"; done
     fi
-    echo "SMOKE: $DATA_ROOT/$2 not found; using a generated synthetic $2 in $generated"
+    echo "SMOKE: $root/$2 not found; using a generated synthetic $2 in $generated"
     "$PYTHON" -m data_provider.synthetic "$3" "$generated" > /dev/null
     DATA_ROOT="$generated"
+  elif [ -n "$generated" ] && [ -e "$root/$2" ]; then
+    ln -s "$(cd "$root" && pwd)/$2" "$generated/"
+    DATA_ROOT="$generated"
   fi
+  if [ -e "$DATA_ROOT/$2" ]; then USED_FILES+=("$(cd "$DATA_ROOT" && pwd)/$2"); fi
 }
 
 # launch FLAGS... [-- LATE_FLAGS...]: one run_main.py (or, with ESTIMATE=1, estimate_training_time.py) run

@@ -11,7 +11,7 @@ source "$(dirname "$0")/common.sh" "$@"
 SOURCE="${SOURCE:-ETTh1}"
 TARGET="${TARGET:-ETTh2}"
 use_dataset ./dataset/ETT-small "$SOURCE.csv" "$SOURCE"
-use_dataset "$DATA_ROOT" "$TARGET.csv" "$TARGET"
+use_dataset ./dataset/ETT-small "$TARGET.csv" "$TARGET"
 for pred_len in $(horizons 96 192 336 720); do
   case "$pred_len" in
     192) schedule=(--learning_rate 0.02 --lradj type1) ;;

@@ -75,3 +75,18 @@ def test_estimate_mode_times_the_script_configuration(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "estimate_training_time.py --data custom" in result.stdout  # the script's flags, timed
     assert "--seq_len 104" in result.stdout and "epoch" in result.stdout.split("estimate_training_time.py")[-1]
+
+
+def test_smoke_puts_a_generated_file_beside_a_real_one(tmp_path):
+    """zero_shot.sh needs two files under one --root_path: a real source and a missing (generated) target."""
+    (tmp_path / "ETTh1.csv").write_text("date,OT\n2016-07-01 00:00:00,1.0\n")
+    result = _bash("set -euo pipefail; source scripts/common.sh; use_dataset ./nowhere ETTh1.csv ETTh1; "
+                   "use_dataset ./nowhere ETTh2.csv ETTh2; echo \"ROOT=$DATA_ROOT\"; ls \"$DATA_ROOT\"; "
+                   "readlink \"$DATA_ROOT/ETTh1.csv\"",
+                   env={"SMOKE": "1", "ROOT_PATH": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"SMOKE: {tmp_path}/ETTh2.csv not found; using a generated synthetic ETTh2.csv in " + \
+        lines[1].removeprefix("ROOT=")
+    assert lines[2:4] == ["ETTh1.csv", "ETTh2.csv"] and lines[4] == str(tmp_path / "ETTh1.csv")
+    assert not Path(lines[1].removeprefix("ROOT=")).exists()  # removed when the script exits
