@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from data_provider.csv_loader import read_series
+from data_provider.m4 import M4Data, build_m4_data
 from data_provider.registry import describe, get_spec, resolve_path
 from data_provider.splits import SPLITS, Borders, check_lengths, compute_borders
 from data_provider.timefeatures import feature_names, time_features
@@ -29,14 +31,43 @@ class DataBundle:
     description: str
     freq: str
     datasets: dict[str, WindowDataset]
+    seasonality: int = 1  # for --loss MASE
+    test_data: DataBundle | None = None  # zero-shot: the dataset the test split comes from
 
     def summary(self) -> dict:
-        return {"path": str(self.path), "columns": self.columns, "n_vars": self.n_vars,
-                "borders": {s: list(self.borders.of(s)) for s in SPLITS},
-                "samples": {s: len(d) for s, d in self.datasets.items()}, "freq": self.freq}
+        summary = {"path": str(self.path), "columns": self.columns, "n_vars": self.n_vars,
+                   "borders": {s: list(self.borders.of(s)) for s in SPLITS},
+                   "samples": {s: len(d) for s, d in self.datasets.items()}, "freq": self.freq}
+        if self.test_data is not None:
+            summary["test_data"] = {k: v for k, v in self.test_data.summary().items() if k != "samples"}
+        return summary
 
 
-def build_data(cfg: Config, *, with_time_features: bool = False) -> DataBundle:
+def build_data(cfg: Config, *, with_time_features: bool = False) -> DataBundle | M4Data:
+    """The datasets of a run: M4 (--data m4), zero-shot (--data_pretrain) or one CSV."""
+    if cfg.data == "m4":
+        return build_m4_data(cfg.root_path, cfg.seasonal_patterns, cfg.seq_len, cfg.pred_len)
+    if cfg.data_pretrain:
+        return build_zero_shot(cfg, with_time_features=with_time_features)
+    return build_csv_data(cfg, with_time_features=with_time_features)
+
+
+def build_zero_shot(cfg: Config, *, with_time_features: bool = False) -> DataBundle:
+    """Train and validate on --data_pretrain, test on --data. Each dataset is standardised with the scaler
+    of its own train split, as the reference Time-LLM's run_pretrain.py does (one Dataset object per file)."""
+    if cfg.data_pretrain in ("custom", "m4") and not cfg.data_path_pretrain:
+        raise UserError(f"--data_pretrain {cfg.data_pretrain} needs --data_path_pretrain (a CSV under --root_path)")
+    if cfg.data_pretrain == "m4" or cfg.data == "m4":
+        raise UserError("zero-shot (--data_pretrain) works between long-term forecasting CSV datasets, not m4")
+    source_cfg = dataclasses.replace(cfg, data=cfg.data_pretrain, data_path=cfg.data_path_pretrain, enc_in=0,
+                                     target="" if cfg.data_pretrain != cfg.data else cfg.target)
+    source = build_csv_data(source_cfg, with_time_features=with_time_features)
+    target = build_csv_data(cfg, with_time_features=with_time_features)
+    return dataclasses.replace(source, datasets={"train": source.datasets["train"], "val": source.datasets["val"],
+                                                 "test": target.datasets["test"]}, test_data=target)
+
+
+def build_csv_data(cfg: Config, *, with_time_features: bool = False) -> DataBundle:
     """Time features are only computed for models that read them (Time-LLM does not)."""
     spec = get_spec(cfg.data)
     path = resolve_path(cfg.data, cfg.root_path, cfg.data_path)

@@ -30,6 +30,8 @@ SPECS: dict[str, DatasetSpec] = {
     "custom": DatasetSpec("custom", "", "ratio", "OT", "h", "A multivariate time series from a CSV file."),
     "vic_elec": DatasetSpec("vic_elec", "", "ratio", "Demand", "30min",
                             "Half-hourly electricity demand of Victoria, Australia, with daily and weekly cycles."),
+    # files, windows and splits of M4 live in data_provider/m4.py (--seasonal_patterns picks the subset)
+    "m4": DatasetSpec("m4", "", "m4", "value", "d", "The M4 forecasting competition data."),
 }
 
 # Built-in descriptions for the standard `--data custom` benchmarks, keyed by file stem.

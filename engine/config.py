@@ -185,6 +185,7 @@ class Config:
     # ----------------------------------------------------------------------------------
     def validate(self) -> Config:
         """Reject values no run could use; each message names the flag."""
+        self._apply_task_shape()
         positive = ["seq_len", "pred_len", "d_model", "n_heads", "d_ff", "patch_len", "stride",
                     "num_tokens", "llm_layers", "itr", "train_epochs", "batch_size", "eval_batch_size",
                     "patience", "prefetch_factor", "val_every", "base_batch_size", "lr_step_size", "swt_level",
@@ -226,14 +227,30 @@ class Config:
                             f"--seq_len {self.seq_len}; lower --dwt_prompt_level")
         return self
 
+    def _apply_task_shape(self) -> None:
+        """M4 fixes the window as the benchmark does: pred_len = the pattern's horizon, seq_len = 2 x horizon."""
+        short_term = self.task_name == "short_term_forecast"
+        if short_term != (self.data == "m4"):
+            raise UserError("--task_name short_term_forecast goes with --data m4 (and --data m4 with "
+                            f"short_term_forecast); got --task_name {self.task_name} --data {self.data}")
+        if short_term:
+            from data_provider.m4 import PATTERNS
+
+            self.pred_len = PATTERNS[self.seasonal_patterns].horizon
+            self.seq_len = 2 * self.pred_len
+
     @property
     def setting(self) -> str:
         """Run name shared by checkpoints/ and results/; holds lr and batch so sweeps don't collide."""
-        model_id = self.model_id or f"{self.data}_{self.seq_len}_{self.pred_len}"
+        data = f"{self.data_pretrain}_{self.data}" if self.data_pretrain else self.data
+        if self.data == "m4":
+            data = f"m4_{self.seasonal_patterns}"
+        model_id = self.model_id or f"{data}_{self.seq_len}_{self.pred_len}"
         llm = self.llm_model.replace("/", "-")
+        llm = "noLLM" if llm.lower() == "none" else f"{llm}{self.llm_layers}"
         return (f"{self.task_name}_{model_id}_{self.model}_{self.data}_ft{self.features}_sl{self.seq_len}"
                 f"_ll{self.label_len}_pl{self.pred_len}_dm{self.d_model}_nh{self.n_heads}_df{self.d_ff}"
-                f"_{llm}{self.llm_layers}_lr{self.learning_rate:g}_bs{self.batch_size}"
+                f"_{llm}_lr{self.learning_rate:g}_bs{self.batch_size}"
                 f"{f'_pct{self.percent}' if self.percent < 100 else ''}{self.wavelet_tag}_{self.des}")
 
     @property

@@ -1,23 +1,51 @@
-"""Learning-rate schedules (`--lradj`), all stepped once per optimizer step.
+"""Learning-rate schedules (`--lradj`), all stepped once per optimizer step; `plateau` also on each validation.
 
 Epoch-wise schedules follow the Time-Series-Library tables: the rate for epoch e (1-based) is the
 table's value for e-1, so epoch 1 always trains at --learning_rate. Unlike the reference Time-LLM
 (where a one-cycle scheduler built for every schedule first divides the rate by 25), the rate each
-epoch trains at is exactly the one printed for it.
+epoch trains at is exactly the one printed for it. `TST` and `cosine` move every optimizer step.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR, ReduceLROnPlateau
+
+from engine.errors import UserError
 
 _TYPE2 = {2: 5e-5, 4: 1e-5, 6: 5e-6, 8: 1e-6, 10: 5e-7, 15: 1e-7, 20: 5e-8}
 COS_ETA_MIN = 1e-8
+PER_STEP = ("TST", "cosine")  # schedules whose rate moves inside an epoch
 
 
-def epoch_lr(lradj: str, epoch: int, base_lr: float, train_epochs: int) -> float:
+@dataclass(frozen=True)
+class ScheduleParams:
+    """The flags a schedule reads besides the base rate."""
+
+    train_epochs: int
+    pct_start: float = 0.2
+    warmup_epochs: int = 0
+    lr_step_size: int = 1
+    lr_gamma: float = 0.5
+    lr_milestones: tuple[int, ...] = ()
+
+
+def parse_milestones(text: str) -> tuple[int, ...]:
+    """`--lr_milestones "3,6"` -> (3, 6): the epochs after which multistep decays."""
+    try:
+        values = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise UserError(f"--lr_milestones {text!r}: give comma-separated epoch numbers, e.g. 3,6") from None
+    if not values or any(v <= 0 for v in values) or list(values) != sorted(set(values)):
+        raise UserError(f"--lr_milestones {text!r}: give increasing positive epoch numbers, e.g. 3,6 "
+                        "(needed by --lradj multistep)")
+    return values
+
+
+def epoch_lr(lradj: str, epoch: int, base_lr: float, params: ScheduleParams) -> float:
     """Learning rate of 1-based `epoch` for the epoch-wise schedules."""
     done = epoch - 1  # epochs finished before this one
     if lradj == "constant" or done == 0:
@@ -30,14 +58,60 @@ def epoch_lr(lradj: str, epoch: int, base_lr: float, train_epochs: int) -> float
     if lradj == "type3":
         return base_lr if done < 3 else base_lr * 0.9 ** (done - 3)
     if lradj == "COS":
-        return COS_ETA_MIN + (base_lr - COS_ETA_MIN) * (1 + math.cos(math.pi * done / train_epochs)) / 2
+        return COS_ETA_MIN + (base_lr - COS_ETA_MIN) * (1 + math.cos(math.pi * done / params.train_epochs)) / 2
+    if lradj == "step":
+        return base_lr * params.lr_gamma ** (done // params.lr_step_size)
+    if lradj == "multistep":
+        return base_lr * params.lr_gamma ** sum(1 for m in params.lr_milestones if m <= done)
     raise ValueError(f"unknown lradj {lradj}")
 
 
-def build_scheduler(optimizer: Optimizer, lradj: str, base_lr: float, train_epochs: int,
-                    steps_per_epoch: int, pct_start: float) -> LRScheduler:
+def cosine_step_lr(step: int, base_lr: float, warmup_steps: int, total_steps: int) -> float:
+    """`cosine`: linear warm-up to base_lr over warmup_steps (0-based step s trains at base_lr*(s+1)/W), then a
+    half cosine from base_lr down to COS_ETA_MIN at the last step."""
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    span = max(total_steps - warmup_steps - 1, 1)
+    progress = min((step - warmup_steps) / span, 1.0)
+    return COS_ETA_MIN + (base_lr - COS_ETA_MIN) * (1 + math.cos(math.pi * progress)) / 2
+
+
+class ValidationPlateau(ReduceLROnPlateau):
+    """`plateau`: each validation that does not beat the best validation MSE so far multiplies the rate by
+    --lr_gamma. The per-optimizer-step call (no metric) is a no-op, so the trainer steps every schedule alike."""
+
+    def __init__(self, optimizer: Optimizer, gamma: float) -> None:
+        super().__init__(optimizer, mode="min", factor=gamma, patience=0, threshold=0.0, min_lr=0.0, eps=0.0)
+
+    def step(self, metrics: float | None = None) -> None:  # type: ignore[override]
+        if metrics is not None:
+            super().step(metrics)
+
+
+def observe_validation(scheduler: LRScheduler, val_mse: float) -> None:
+    """The trainer's one hook: schedules that react to the validation score see it here."""
+    if isinstance(scheduler, ValidationPlateau):
+        scheduler.step(val_mse)
+
+
+def build_scheduler(optimizer: Optimizer, lradj: str, base_lr: float, steps_per_epoch: int,
+                    params: ScheduleParams) -> LRScheduler:
+    total = max(params.train_epochs * steps_per_epoch, 1)
     if lradj == "TST":
-        return OneCycleLR(optimizer, max_lr=base_lr, total_steps=max(train_epochs * steps_per_epoch, 1),
-                          pct_start=pct_start)
-    return LambdaLR(optimizer, lambda step: epoch_lr(lradj, step // steps_per_epoch + 1, base_lr,
-                                                     train_epochs) / base_lr)
+        return OneCycleLR(optimizer, max_lr=base_lr, total_steps=total, pct_start=params.pct_start)
+    if lradj == "cosine":
+        if params.warmup_epochs >= params.train_epochs:
+            raise UserError(f"--warmup_epochs {params.warmup_epochs} must be below --train_epochs "
+                            f"{params.train_epochs} for --lradj cosine")
+        warmup = params.warmup_epochs * steps_per_epoch
+        return LambdaLR(optimizer, lambda step: cosine_step_lr(step, base_lr, warmup, total) / base_lr)
+    if lradj == "plateau":
+        return ValidationPlateau(optimizer, params.lr_gamma)
+    return LambdaLR(optimizer, lambda step: epoch_lr(lradj, step // steps_per_epoch + 1, base_lr, params) / base_lr)
+
+
+def schedule_params(cfg) -> ScheduleParams:
+    """The schedule flags of a Config (multistep requires --lr_milestones)."""
+    milestones = parse_milestones(cfg.lr_milestones) if cfg.lradj == "multistep" else ()
+    return ScheduleParams(train_epochs=cfg.train_epochs, pct_start=cfg.pct_start, warmup_epochs=cfg.warmup_epochs,
+                          lr_step_size=cfg.lr_step_size, lr_gamma=cfg.lr_gamma, lr_milestones=milestones)

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch import nn
@@ -37,10 +36,13 @@ from engine.checkpoint import (
 )
 from engine.config import Config
 from engine.errors import UserError
+from engine.losses import Loss, build_loss
 from engine.metrics import MetricAccumulator
 from engine.nan_guard import NonFiniteGuard
 from engine.plots import plot_run
 from engine.results import write_results
+from engine.schedules import PER_STEP, observe_validation
+from engine.short_term import evaluate_short_term
 from engine.timing import peak_memory_mb
 from engine.tracking import build_tracker, epoch_values, final_values
 
@@ -99,8 +101,14 @@ def _no_bar(accelerator: Accelerator) -> bool | None:
     return True if not accelerator.is_local_main_process else None
 
 
-def loss_fn(name: str):
-    return F.mse_loss if name == "MSE" else F.l1_loss
+def loss_fn(name: str, seasonality: int = 1) -> Loss:
+    return build_loss(name, seasonality)
+
+
+def selection_metric(cfg: Config) -> str:
+    """The validation score early stopping and the best checkpoint follow: sMAPE on M4 (raw scales differ by
+    orders of magnitude between series), MSE otherwise."""
+    return "smape" if cfg.task_name == "short_term_forecast" else "mse"
 
 
 def forecast(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -113,7 +121,7 @@ def train_step(setup: TrainingSetup, batch: dict[str, torch.Tensor], accelerator
     """One micro-batch; the optimizer steps when the accumulation window closes. Returns the detached loss
     (no host sync without a guard; the guard syncs once to check it). The estimator times exactly this."""
     with accelerator.accumulate(setup.model):
-        loss = criterion(forecast(setup.model, batch), batch["y"])
+        loss = criterion(forecast(setup.model, batch), batch)
         admitted = guard is None or guard.admit(loss)
         if admitted or guard.lockstep_backward:
             accelerator.backward(loss if admitted else guard.zero_loss())
@@ -211,7 +219,7 @@ class Trainer:
     def train_epoch(self, epoch: int) -> None:
         cfg, acc, s, p = self.cfg, self.accelerator, self.setup, self.progress
         s.model.train()
-        criterion = loss_fn(cfg.loss)
+        criterion = loss_fn(cfg.loss, s.data.seasonality)
         loader = s.loaders["train"]
         loader.set_epoch(epoch)
         skip = p.step_in_epoch * cfg.grad_accum
@@ -262,9 +270,11 @@ class Trainer:
         """Score the validation set; keep the weights when they are the best so far (early stopping counts)."""
         acc, s, p = self.accelerator, self.setup, self.progress
         val = evaluate(s.model, s.loaders["val"], acc, "validate")
-        is_best = val["mse"] < p.best_val_mse
+        score = val[selection_metric(self.cfg)]  # best_val_mse holds the selection score (sMAPE on M4)
+        observe_validation(s.scheduler, score)
+        is_best = score < p.best_val_mse
         if is_best:
-            p.best_val_mse, p.best_val_mae, p.best_epoch, p.best_step = val["mse"], val["mae"], epoch + 1, p.global_step
+            p.best_val_mse, p.best_val_mae, p.best_epoch, p.best_step = score, val["mae"], epoch + 1, p.global_step
             p.bad_validations = 0
             if acc.is_main_process:
                 save_weights(s.raw_model, self.best_path, {"epoch": epoch + 1, "step": p.global_step,
@@ -286,7 +296,7 @@ class Trainer:
         validated = validate_after_epoch(cfg, epoch + 1)
         val, is_best = self.validate(epoch) if validated else ({"mse": None, "mae": None}, False)
         samples = p.step_in_epoch * cfg.grad_accum * cfg.batch_size * acc.num_processes
-        lr_end = s.optimizer.param_groups[0]["lr"] if cfg.lradj == "TST" else lr  # per-step schedules move
+        lr_end = s.optimizer.param_groups[0]["lr"] if cfg.lradj in PER_STEP else lr  # per-step schedules move
         record = EpochRecord(epoch + 1, lr, lr_end, train_loss, val["mse"], val["mae"], p.seconds, p.step_in_epoch,
                              samples / max(p.seconds, 1e-9), p.seconds / max(p.step_in_epoch, 1), is_best)
         if score_test_after_epoch(cfg, epoch + 1):
@@ -299,7 +309,8 @@ class Trainer:
         stop = p.bad_validations >= cfg.patience
         p.finished = stop or p.epoch >= cfg.train_epochs
         self.save_state()
-        scored = f"val mse {val['mse']:.4f} mae {val['mae']:.4f}" if validated else "val -"
+        smape = f" smape {val['smape']:.3f}" if validated and selection_metric(cfg) == "smape" else ""
+        scored = f"val mse {val['mse']:.4f} mae {val['mae']:.4f}{smape}" if validated else "val -"
         tested = f" | test mse {record.test_mse:.4f}" if record.test_mse is not None else ""
         self.say(f"epoch {epoch + 1}/{cfg.train_epochs} | train {cfg.loss.lower()} {train_loss:.4f} | "
                  f"{scored}{tested} | lr {lr:.2e}{f'->{lr_end:.2e}' if lr_end != lr else ''} | "
@@ -332,9 +343,10 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         cfg, acc, s = self.cfg, self.accelerator, self.setup
         started = time.perf_counter()
+        llm = s.raw_model.llm.config
         self.say(f"run {self.run_name}\n  data {s.data.path.name}: {s.data.summary()['samples']} samples, "
-                 f"{len(s.data.columns)} variable(s) | backbone {cfg.llm_model} ({cfg.llm_layers} layers, "
-                 f"{s.raw_model.llm.config.hidden_size} wide) | {s.n_trainable:,} trainable of {s.n_total:,} "
+                 f"{len(s.data.columns)} variable(s) | backbone {cfg.llm_model} ({llm.num_hidden_layers} layers, "
+                 f"{llm.hidden_size} wide) | {s.n_trainable:,} trainable of {s.n_total:,} "
                  f"parameters | LLM sees {s.raw_model.prompt.length} prompt + {s.raw_model.num_patches} patch "
                  f"tokens | {acc.num_processes} process(es), precision {acc.mixed_precision}, "
                  f"DeepSpeed {'ZeRO-' + str(deepspeed_stage(acc)) if uses_deepspeed(cfg) else 'off'}, "
@@ -346,7 +358,10 @@ class Trainer:
                                 "under fp16 try bf16)")
         load_weights(s.raw_model, self.best_path)
         t0 = time.perf_counter()
-        test = evaluate(s.model, s.loaders["test"], acc, "test")
+        if cfg.task_name == "short_term_forecast":
+            test = evaluate_short_term(s.model, s.loaders["test"], acc, s.data, forecast)
+        else:
+            test = evaluate(s.model, s.loaders["test"], acc, "test")
         test_seconds = time.perf_counter() - t0
         result = self._result(test, test_seconds, time.perf_counter() - started)
         if acc.is_main_process:
@@ -361,6 +376,10 @@ class Trainer:
             self.say(f"test  mse {test['mse']:.4f}  mae {test['mae']:.4f}  ({test['samples']} samples, best epoch "
                      f"{self.progress.best_epoch or 'from checkpoint'})\nresults: {out}\ncheckpoint: "
                      f"{self.best_path}")
+            if "owa" in test:
+                self.say(f"M4 {cfg.seasonal_patterns}: smape {test['smape']:.3f}  mase {test['mase']:.3f}  "
+                         f"owa {test['owa']:.3f}  (Naive2 smape {test['naive2_smape']:.3f}, "
+                         f"mase {test['naive2_mase']:.3f})")
         return result
 
     def _result(self, test: dict[str, float], test_seconds: float, total_seconds: float) -> dict[str, Any]:
@@ -370,7 +389,7 @@ class Trainer:
         return {
             "setting": self.run_name, "seed": self.seed, "config": cfg.to_dict(), "data": s.data.summary(),
             "model": {"backbone": cfg.llm_model, "source": s.raw_model.llm.name_or_path or cfg.llm_init,
-                      "llm_init": cfg.llm_init, "llm_layers": cfg.llm_layers,
+                      "llm_init": cfg.llm_init, "llm_layers": s.raw_model.llm.config.num_hidden_layers,
                       "llm_dim": s.raw_model.llm.config.hidden_size, "prompt_tokens": s.raw_model.prompt.length,
                       "patch_tokens": s.raw_model.num_patches},
             "params": {"total": s.n_total, "trainable": s.n_trainable},

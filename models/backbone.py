@@ -3,6 +3,8 @@
 Sources, in order: `--llm_path`, then the local Hugging Face cache (or the folder a package ships),
 then the hub only with `--allow_download`. `--llm_init random` builds the architecture from its
 config for tests and benchmarks, with the tokenizer files that ship with the offline packages.
+`--llm_model none` (the "w/o LLM" ablation) keeps only the word embeddings of `--llm_path`, else of the
+default MiniLM: zero transformer layers.
 """
 
 from __future__ import annotations
@@ -161,14 +163,15 @@ def load_tokenizer(llm_model: str, *, llm_path: str = "", allow_download: bool =
 def load_backbone(llm_model: str, *, llm_path: str = "", llm_init: str = "pretrained", llm_layers: int = 6,
                   llm_dim: int = 0, allow_download: bool = False, dtype: torch.dtype = torch.float32) -> Backbone:
     """The first `llm_layers` layers of the backbone, every parameter frozen, held in `dtype`."""
-    if llm_model.lower() == "none":
-        raise UserError("--llm_model none (the no-LLM ablation) is not available yet")
-    source = _source(llm_model, llm_path)
+    no_llm = llm_model.lower() == "none"
+    source = _source("MiniLM" if no_llm and not llm_path else llm_model, llm_path)
     random = llm_init == "random"
     config = _random_config(llm_model, source, allow_download) if random \
         else _load_config(llm_model, source, allow_download)
     available = config.num_hidden_layers
-    if llm_layers > available:
+    if no_llm:
+        llm_layers = 0  # the word embeddings stay (the prototypes are mapped from them); no transformer layer
+    elif llm_layers > available:
         raise UserError(f"--llm_layers {llm_layers}: {llm_model} has only {available} layers")
     if llm_dim and not random and llm_dim != config.hidden_size:
         raise UserError(f"--llm_dim {llm_dim} does not match {llm_model}'s width {config.hidden_size}; "

@@ -16,10 +16,12 @@ class TimeLLM(nn.Module):
 
     def __init__(self, backbone: Backbone, *, description: str, seq_len: int, pred_len: int, d_model: int,
                  n_heads: int, d_ff: int, patch_len: int, stride: int, num_tokens: int, dropout: float,
-                 swt: SWT | None = None, prompt_extension: nn.Module | None = None) -> None:
-        """`swt`: patch the window's wavelet bands instead of the window; `prompt_extension`: extra prompt slots."""
+                 swt: SWT | None = None, prompt_extension: nn.Module | None = None, use_llm: bool = True) -> None:
+        """`swt`: patch the window's wavelet bands instead of the window; `prompt_extension`: extra prompt slots;
+        `use_llm` False: the "w/o LLM" ablation."""
         super().__init__()
         self.llm = backbone.model
+        self.use_llm = use_llm  # False: the "w/o LLM" ablation, reprogrammed patches go straight to the head
         self.d_ff = d_ff
         self.pred_len = pred_len
         d_llm, vocab = backbone.hidden_size, backbone.word_embeddings.shape[0]
@@ -63,20 +65,23 @@ class TimeLLM(nn.Module):
         x, mean, std = self.normalizer.normalize(x.float())
         series = x.permute(0, 2, 1).reshape(b * n_vars, seq_len)  # channel-independent rows
 
-        prompt_ids, prompt_mask = self.prompt(series)
-        embed = self.llm.get_input_embeddings()
-        prompt_embeds = embed(prompt_ids)
         # inputs follow each module's dtype (DeepSpeed holds the whole module in bf16/fp16, without autocast)
         patch_input = self.swt(series) if self.swt is not None else series
         patches = self.patch_embedding(patch_input.to(self.patch_embedding.conv.weight.dtype))
         patches = self.reprogramming(patches.to(self.reprogramming.query.weight.dtype), self.prototypes())
-
-        inputs = torch.cat([prompt_embeds, patches.to(prompt_embeds.dtype)], dim=1)
-        mask = torch.cat([prompt_mask, prompt_mask.new_ones(b * n_vars, self.num_patches)], dim=1)
-        positions = (mask.long().cumsum(dim=1) - 1).clamp(min=0)
-        hidden = self.llm(inputs_embeds=inputs, attention_mask=mask.long(), position_ids=positions).last_hidden_state
+        hidden = self._run_llm(patches, series) if self.use_llm else patches
 
         features = hidden[:, -self.num_patches:, :self.d_ff].to(self.head.linear.weight.dtype)  # [B*N, P, d_ff]
         features = features.reshape(b, n_vars, self.num_patches, self.d_ff).transpose(2, 3)
         forecast = self.head(features).float().permute(0, 2, 1)  # [B, pred_len, N]
         return self.normalizer.denormalize(forecast, mean, std)
+
+    def _run_llm(self, patches: torch.Tensor, series: torch.Tensor) -> torch.Tensor:
+        """The frozen LLM over [prompt ; reprogrammed patches] -> last hidden states."""
+        prompt_ids, prompt_mask = self.prompt(series)
+        prompt_embeds = self.llm.get_input_embeddings()(prompt_ids)
+        rows = series.shape[0]
+        inputs = torch.cat([prompt_embeds, patches.to(prompt_embeds.dtype)], dim=1)
+        mask = torch.cat([prompt_mask, prompt_mask.new_ones(rows, self.num_patches)], dim=1)
+        positions = (mask.long().cumsum(dim=1) - 1).clamp(min=0)
+        return self.llm(inputs_embeds=inputs, attention_mask=mask.long(), position_ids=positions).last_hidden_state

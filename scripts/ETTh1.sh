@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# ETTh1, the four horizons, Time-LLM's published shape (seq 512, d_model 32, d_ff 128, batch 24, lr 0.01)
-# on a GPT-2 backbone (6 layers). NUM_PROCESSES=N for N GPUs; extra arguments are passed through.
+# ETTh1, horizons 96/192/336/720, with Time-LLM's published settings (KimMeen/Time-LLM scripts/TimeLLM_ETTh1.sh,
+# the same values in TimeLLM_ETTh1_ETTh2.sh): LLaMA-7B truncated to 32 layers, seq_len 512, label_len 48,
+# d_model 32, d_ff 128, batch 24, 100 epochs, --features M; lr 0.01 (192: 0.02; 336: 0.001 with COS).
+# For GPT-2 as in the paper's ablations append: --llm_model GPT2 --llm_layers 6. Environment: see common.sh.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-NUM_PROCESSES="${NUM_PROCESSES:-1}"
-for pred_len in 96 192 336 720; do
-  .venv/bin/accelerate launch --num_processes "$NUM_PROCESSES" --main_process_port 0 run_main.py \
-    --data ETTh1 --root_path ./dataset/ETT-small --data_path ETTh1.csv --model_id "ETTh1_512_${pred_len}" \
+# shellcheck source=scripts/common.sh
+source "$(dirname "$0")/common.sh" "$@"
+use_dataset ./dataset/ETT-small ETTh1.csv ETTh1
+for pred_len in $(horizons 96 192 336 720); do
+  case "$pred_len" in
+    192) schedule=(--learning_rate 0.02 --lradj type1) ;;
+    336) schedule=(--learning_rate 0.001 --lradj COS) ;;
+    *) schedule=(--learning_rate 0.01 --lradj type1) ;;
+  esac
+  launch --data ETTh1 --root_path "$DATA_ROOT" --data_path ETTh1.csv --model_id "ETTh1_512_${pred_len}" \
     --features M --seq_len 512 --label_len 48 --pred_len "$pred_len" --d_model 32 --d_ff 128 \
-    --llm_model GPT2 --llm_layers 6 --batch_size 24 --learning_rate 0.01 --train_epochs 10 \
-    --max_train_steps 0 --patience 3 --lradj type1 "$@"
+    --llm_model LLAMA --llm_layers 32 --batch_size 24 --train_epochs 100 --max_train_steps 0 "${schedule[@]}"
 done
