@@ -57,7 +57,7 @@ def validations_in_epoch(epoch: int, cadence: Cadence, steps_per_epoch: int) -> 
     return inside + int(epoch_end_validates(epoch, cadence))
 
 
-def tests_in_epoch(epoch: int, cadence: Cadence) -> int:
+def periodic_tests_in_epoch(epoch: int, cadence: Cadence) -> int:
     """Periodic test passes during training (the final test is counted separately)."""
     return int(cadence.test_every > 0 and epoch % cadence.test_every == 0)
 
@@ -129,7 +129,7 @@ def project_run(costs: Costs, cadence: Cadence, steps_per_epoch: int, epochs: in
     saves_left = math.inf if improving_validations is None else improving_validations
     for epoch in range(1, epochs + 1):
         validations = validations_in_epoch(epoch, cadence, steps_per_epoch)
-        tests = tests_in_epoch(epoch, cadence)
+        tests = periodic_tests_in_epoch(epoch, cadence)
         weight_saves = min(validations, saves_left)
         saves_left -= weight_saves
         run.epochs.append(EpochProjection(
