@@ -14,7 +14,7 @@ import sys
 
 from engine.cli import run_cli
 from engine.config import build_parser
-from engine.estimate import add_estimator_arguments
+from engine.estimate_flags import add_estimator_arguments
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -318,7 +318,7 @@ def test_compare_two_tiny_configurations(ett_root, tmp_path, capsys):
     args = ["--data", "ETTh1", "--root_path", str(ett_root), "--features", "S", *TINY, "--max_train_steps", "10",
             "--warmup_batches", "1", "--measure_batches", "2", "--eval_batches", "1",
             "--checkpoints", str(tmp_path / "c"), "--output_dir", str(tmp_path / "r"),
-            "--compare", "small=--batch_size 8; broken=--batch_size 0; large=--batch_size 32", "--output", str(out)]
+            "--compare", "small=--batch_size 8; broken=--features X; large=--batch_size 32", "--output", str(out)]
     assert estimate_training_time.main(args) == 0
     printed = capsys.readouterr().out
     result = json.loads(out.read_text())
@@ -326,7 +326,7 @@ def test_compare_two_tiny_configurations(ett_root, tmp_path, capsys):
     by_name = {c["name"]: c for c in result["configs"]}
     assert [c["name"] for c in result["configs"]] == ["small", "broken", "large"]
     assert by_name["small"]["status"] == "ok" and by_name["large"]["status"] == "ok"
-    assert by_name["broken"]["status"] == "failed" and "--batch_size" in by_name["broken"]["reason"]
+    assert by_name["broken"]["status"] == "failed" and "--features" in by_name["broken"]["reason"]
     assert by_name["small"]["estimate"]["config"]["batch_size"] == 8
     assert by_name["large"]["estimate"]["config"]["batch_size"] == 32
     assert by_name["small"]["speedup"] == 1.0
