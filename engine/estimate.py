@@ -89,31 +89,28 @@ def time_training(setup: TrainingSetup, accelerator: Accelerator, cfg: Config, w
 # ---------------------------------------------------------------------------------------------- evaluation
 @dataclass
 class EvalTiming:
-    """One timed pass of engine.trainer.evaluate over the first `batches` batches of the validation loader."""
+    """One timed pass of engine.trainer.evaluate over the first batches of the validation loader."""
 
     pass_s: float  # the timed pass, set-up and final metrics included
     batch_s: list[float]  # per batch; the first also pays model.eval() and the prototypes' recomputation
-    batches: int
-    whole: bool  # the timed pass was the whole split
+    batch_samples: list[int]  # samples in each timed batch
 
     @property
-    def steady_batch_s(self) -> float:
-        rest = self.batch_s[1:] or self.batch_s
-        return sum(rest) / len(rest)
+    def steady_sample_s(self) -> float:
+        """Seconds per sample of the batches after the first (of the only one, when one was timed)."""
+        later = slice(1, None) if len(self.batch_s) > 1 else slice(None)
+        return sum(self.batch_s[later]) / sum(self.batch_samples[later])
 
-    def pass_seconds(self, batches: int, last_fraction: float) -> float:
-        """A full pass of `batches` batches whose last one holds last_fraction of a full batch."""
-        if self.whole and batches == self.batches:
-            return self.pass_s
-        extra = batches - self.batches - (1.0 - last_fraction)
-        return max(self.pass_s + extra * self.steady_batch_s, 0.0)
+    def pass_seconds(self, samples: int) -> float:
+        """A full pass over `samples` samples (per process): the timed pass plus the rest at the steady rate."""
+        return self.pass_s + (samples - sum(self.batch_samples)) * self.steady_sample_s
 
 
 class _FirstBatches:
     """The first `count` batches of a loader, marking the clock after each one has been consumed."""
 
-    def __init__(self, loader, count: int, clock: StepClock, marks: list) -> None:
-        self.loader, self.count, self.clock, self.marks = loader, count, clock, marks
+    def __init__(self, loader, count: int, clock: StepClock, marks: list, sizes: list) -> None:
+        self.loader, self.count, self.clock, self.marks, self.sizes = loader, count, clock, marks, sizes
 
     def __len__(self) -> int:
         return self.count
@@ -121,7 +118,9 @@ class _FirstBatches:
     def __iter__(self) -> Iterator:
         batches = iter(self.loader)
         for _ in range(self.count):
-            yield next(batches)
+            batch = next(batches)
+            self.sizes.append(int(batch["y"].shape[0]))
+            yield batch
             self.marks.append(self.clock.mark())
 
 
@@ -133,23 +132,23 @@ def time_evaluation(setup: TrainingSetup, accelerator: Accelerator, count: int) 
     count = min(count, len(loader))
     clock = StepClock(accelerator.device)
     setup.model.train()
-    evaluate(setup.model, _FirstBatches(loader, 1, clock, []), accelerator, "warm-up")
+    evaluate(setup.model, _FirstBatches(loader, 1, clock, [], []), accelerator, "warm-up")
     setup.model.train()  # the trainer validates right after training: prototypes are recomputed
     clock.finish()
-    marks = [clock.mark()]
-    evaluate(setup.model, _FirstBatches(loader, count, clock, marks), accelerator, "timing")
+    marks, sizes = [clock.mark()], []
+    evaluate(setup.model, _FirstBatches(loader, count, clock, marks, sizes), accelerator, "timing")
     end = clock.mark()
     clock.finish()
     batch_s = [clock.elapsed(a, b) for a, b in zip(marks[:-1], marks[1:], strict=True)]
     setup.model.train()
-    return EvalTiming(pass_s=clock.elapsed(marks[0], end), batch_s=batch_s, batches=count,
-                      whole=count == len(loader))
+    return EvalTiming(pass_s=clock.elapsed(marks[0], end), batch_s=batch_s, batch_samples=sizes)
 
 
-def last_batch_fraction(samples: int, batch_size: int, processes: int) -> float:
-    """How full the last evaluation batch is (with several processes Accelerate pads it to a full one)."""
-    rest = samples % batch_size
-    return 1.0 if processes > 1 or rest == 0 else rest / batch_size
+def eval_samples_per_process(samples: int, batch_size: int, processes: int) -> int:
+    """Samples one process evaluates in a pass (several processes pad the last round to full batches)."""
+    if processes == 1:
+        return samples
+    return batches_per_process(samples, batch_size, processes, drop_last=False) * batch_size
 
 
 # ---------------------------------------------------------------------------------------------- checkpoints
@@ -238,10 +237,9 @@ def run_estimate(cfg: Config, opts: argparse.Namespace) -> dict[str, Any]:
                     for s in ("val", "test")}
     costs = Costs(
         step_s=train.mean_step_s, first_epoch_extra_s=train.warmup_extra_s,
-        val_pass_s=evaluation.pass_seconds(eval_batches["val"],
-                                           last_batch_fraction(samples["val"], cfg.eval_batch_size, processes)),
-        test_pass_s=evaluation.pass_seconds(eval_batches["test"],
-                                            last_batch_fraction(samples["test"], cfg.eval_batch_size, processes)),
+        val_pass_s=evaluation.pass_seconds(eval_samples_per_process(samples["val"], cfg.eval_batch_size, processes)),
+        test_pass_s=evaluation.pass_seconds(eval_samples_per_process(samples["test"], cfg.eval_batch_size,
+                                                                     processes)),
         state_save_s=saves[0] if saves else 0.0, weights_save_s=saves[1] if saves else 0.0, setup_s=setup_s)
     cadence = Cadence(train_epochs=cfg.train_epochs, val_every=cfg.val_every, val_every_steps=cfg.val_every_steps,
                       test_every=cfg.test_every, patience=cfg.patience)
@@ -264,7 +262,7 @@ def run_estimate(cfg: Config, opts: argparse.Namespace) -> dict[str, Any]:
                    "cpu_threads": torch.get_num_threads(), "torch": torch.__version__},
         "config": cfg.to_dict(),
         "estimator": {"warmup_batches": opts.warmup_batches, "measure_batches": opts.measure_batches,
-                      "eval_batches": evaluation.batches},
+                      "eval_batches": len(evaluation.batch_s)},
         "model": {"backbone": cfg.llm_model, "llm_layers": cfg.llm_layers, "llm_dim": raw.llm.config.hidden_size,
                   "prompt_tokens": raw.prompt.length, "patch_tokens": raw.num_patches,
                   "tokens_per_sample": tokens_per_sample, "params_total": setup.n_total,
@@ -285,8 +283,8 @@ def run_estimate(cfg: Config, opts: argparse.Namespace) -> dict[str, Any]:
             "tflops_per_s": achieved,
             "peak_tflops": peak,
             "mfu": achieved / peak if peak else None,
-            "eval_batch_s": {"first": evaluation.batch_s[0], "steady": evaluation.steady_batch_s,
-                             "timed_pass_s": evaluation.pass_s, "batches": evaluation.batches},
+            "eval": {"timed_pass_s": evaluation.pass_s, "batch_s": evaluation.batch_s,
+                     "batch_samples": evaluation.batch_samples, "steady_sample_s": evaluation.steady_sample_s},
             "checkpoint_s": {"state": costs.state_save_s, "weights": costs.weights_save_s} if saves else None,
             "peak_memory_mb": memory,
         },

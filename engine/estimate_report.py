@@ -72,8 +72,9 @@ def format_report(report: dict[str, Any]) -> str:
         f" | compute {m['compute_s']:.4f} s",
         f"  speed     {speed}",
         f"  warm-up   +{m['warmup_extra_s']:.2f} s over steady state, charged to epoch 1",
-        f"  eval      first batch {m['eval_batch_s']['first']:.3f} s, then {m['eval_batch_s']['steady']:.3f} s/batch"
-        f" -> validation pass {duration(p['val_pass_s'])}, test pass {duration(p['test_pass_s'])}",
+        f"  eval      {len(m['eval']['batch_s'])} batch(es) in {m['eval']['timed_pass_s']:.2f} s (first "
+        f"{m['eval']['batch_s'][0]:.3f} s), then {1000 * m['eval']['steady_sample_s']:.2f} ms/sample -> "
+        f"validation pass {duration(p['val_pass_s'])}, test pass {duration(p['test_pass_s'])}",
         f"  save      {saves}",
         f"  memory    {memory_text(m['peak_memory_mb'])}",
         "projection",
