@@ -209,7 +209,7 @@ def run_estimate(cfg: Config, opts: argparse.Namespace) -> dict[str, Any]:
 
     from engine.accelerator import build_accelerator, deepspeed_stage
     from engine.builders import build_training
-    from engine.flops import peak_tflops, training_flops
+    from engine.flops import peak_tflops
 
     started = time.perf_counter()
     set_seed(cfg.seed)
@@ -246,12 +246,11 @@ def run_estimate(cfg: Config, opts: argparse.Namespace) -> dict[str, Any]:
     projection = project(costs, cadence, steps, cfg.itr)
 
     raw = setup.raw_model
-    x = torch.randn(cfg.batch_size, cfg.seq_len, data.n_vars, device=accelerator.device)
-    flops_per_step = training_flops(raw, x) * cfg.grad_accum
+    flops_per_step = count_step_flops(raw, accelerator, cfg, data.n_vars)
     step_s = train.mean_step_s
     samples_per_step = cfg.batch_size * cfg.grad_accum * processes
     tokens_per_sample = raw.sequence_length * data.n_vars
-    achieved = flops_per_step / step_s / 1e12
+    achieved = flops_per_step / step_s / 1e12 if flops_per_step else None
     peak = opts.peak_tflops or peak_tflops(accelerator.device, accelerator.mixed_precision)
     device = accelerator.device
     return {
@@ -282,7 +281,7 @@ def run_estimate(cfg: Config, opts: argparse.Namespace) -> dict[str, Any]:
             "tokens_per_s": samples_per_step * tokens_per_sample / step_s,
             "tflops_per_s": achieved,
             "peak_tflops": peak,
-            "mfu": achieved / peak if peak else None,
+            "mfu": achieved / peak if peak and achieved else None,
             "eval": {"timed_pass_s": evaluation.pass_s, "batch_s": evaluation.batch_s,
                      "batch_samples": evaluation.batch_samples, "steady_sample_s": evaluation.steady_sample_s},
             "checkpoint_s": {"state": costs.state_save_s, "weights": costs.weights_save_s} if saves else None,
@@ -291,6 +290,20 @@ def run_estimate(cfg: Config, opts: argparse.Namespace) -> dict[str, Any]:
         "projection": {**projection.to_dict(), "val_pass_s": costs.val_pass_s, "test_pass_s": costs.test_pass_s},
         "wall_s": time.perf_counter() - started,
     }
+
+
+def count_step_flops(raw: torch.nn.Module, accelerator: Accelerator, cfg: Config, n_vars: int) -> int | None:
+    """FLOPs of one optimizer step on one process, under the run's autocast; None (with a note) when the counter
+    cannot follow the model (e.g. through compiled regions): the timings stand without it."""
+    from engine.flops import training_flops
+
+    x = torch.randn(cfg.batch_size, cfg.seq_len, n_vars, device=accelerator.device)
+    try:
+        with accelerator.autocast():
+            return training_flops(raw, x) * cfg.grad_accum
+    except Exception as err:  # an optional figure must not cost the user the estimate
+        accelerator.print(f"note: FLOPs not counted ({type(err).__name__}: {str(err).splitlines()[0][:120]})")
+        return None
 
 
 def device_name(device: torch.device) -> str:

@@ -38,8 +38,9 @@ def format_report(report: dict[str, Any]) -> str:
     m, p = report["measured"], report["projection"]
     step = m["step_s"]
     ds = f"ZeRO-{dev['deepspeed_stage']}" if dev["deepspeed_stage"] is not None else "off"
-    speed = (f"{m['samples_per_s']:,.1f} samples/s | {m['tokens_per_s']:,.0f} LLM tokens/s | "
-             f"{m['tflops_per_s']:.3g} TFLOP/s")
+    speed = f"{m['samples_per_s']:,.1f} samples/s | {m['tokens_per_s']:,.0f} LLM tokens/s"
+    if m["tflops_per_s"] is not None:
+        speed += f" | {m['tflops_per_s']:.3g} TFLOP/s"
     if m["mfu"] is not None:
         speed += f" | MFU {100 * m['mfu']:.1f}% of {m['peak_tflops']:g}"
     ckpt = m["checkpoint_s"]
@@ -64,7 +65,7 @@ def format_report(report: dict[str, Any]) -> str:
         f"{cfg['eval_batch_size']}",
         f"  model     {model['params_trainable']:,} trainable of {model['params_total']:,} parameters | LLM sees "
         f"{model['prompt_tokens']} prompt + {model['patch_tokens']} patch tokens x {data['n_vars']} variable(s) | "
-        f"{model['flops_per_step'] / 1e12:.3g} TFLOP/step",
+        f"{model['flops_per_step'] / 1e12 if model['flops_per_step'] else float('nan'):.3g} TFLOP/step",
         f"measured  ({report['estimator']['warmup_batches']} warm-up steps excluded, {step['n']} timed)",
         f"  step      mean {step['mean']:.4f} s | median {step['median']:.4f} | p90 {step['p90']:.4f} | "
         f"min {step['min']:.4f} | max {step['max']:.4f}",
