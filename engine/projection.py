@@ -4,10 +4,12 @@ add up to. No timing and no torch here, so the tests check every formula without
 Semantics projected (the cadence flags of engine/config.py):
   * a training epoch is `optimizer_steps_per_epoch` optimizer steps of --grad_accum micro-batches each;
   * epoch e (1-based) ends with a validation when e % --val_every == 0 or e is the last epoch;
-  * --val_every_steps N adds a validation after every N-th optimizer step strictly inside an epoch
-    (step N, 2N, ... below the epoch's last step; the epoch end has its own);
+  * --val_every_steps N adds a validation after every optimizer step whose global number is a multiple of N,
+    except an epoch's last step (the epoch end decides that one);
   * --test_every N > 0 scores the test set after every N-th epoch; the final test (best checkpoint) always runs;
-  * early stopping counts epoch-end validations: the earliest stop is after --patience + 1 of them.
+  * early stopping counts every validation and is checked at epoch ends: the earliest stop is the first epoch
+    end by which --patience + 1 validations have run (the first the best, none after it better).
+These are the rules of the trainer's cadence (engine/cadence.py of the speed work).
 """
 
 from __future__ import annotations
@@ -53,7 +55,10 @@ def epoch_end_validates(epoch: int, cadence: Cadence) -> bool:
 
 
 def validations_in_epoch(epoch: int, cadence: Cadence, steps_per_epoch: int) -> int:
-    inside = (steps_per_epoch - 1) // cadence.val_every_steps if cadence.val_every_steps else 0
+    inside = 0
+    if cadence.val_every_steps:  # multiples of N among global steps (e-1)*S+1 .. e*S-1
+        n, last_inside = cadence.val_every_steps, epoch * steps_per_epoch - 1
+        inside = last_inside // n - ((epoch - 1) * steps_per_epoch) // n
     return inside + int(epoch_end_validates(epoch, cadence))
 
 
@@ -62,11 +67,15 @@ def periodic_tests_in_epoch(epoch: int, cadence: Cadence) -> int:
     return int(cadence.test_every > 0 and epoch % cadence.test_every == 0)
 
 
-def earliest_stop_epoch(cadence: Cadence) -> int:
+def earliest_stop_epoch(cadence: Cadence, steps_per_epoch: int) -> int:
     """Epoch after which early stopping can end the run at the earliest: the first validation is the best one and
     the next --patience validations do not improve on it."""
-    validated = [e for e in range(1, cadence.train_epochs + 1) if epoch_end_validates(e, cadence)]
-    return validated[min(cadence.patience, len(validated) - 1)]
+    done = 0
+    for epoch in range(1, cadence.train_epochs + 1):
+        done += validations_in_epoch(epoch, cadence, steps_per_epoch)
+        if done > cadence.patience:
+            return epoch
+    return cadence.train_epochs
 
 
 @dataclass(frozen=True)
@@ -167,7 +176,8 @@ class Projection:
 def project(costs: Costs, cadence: Cadence, steps_per_epoch: int, itr: int = 1) -> Projection:
     """The whole projection: one epoch, one repetition, --itr repetitions, and the early-stopping best case."""
     full = project_run(costs, cadence, steps_per_epoch)
-    early = project_run(costs, cadence, steps_per_epoch, epochs=earliest_stop_epoch(cadence), improving_validations=1)
+    early = project_run(costs, cadence, steps_per_epoch, epochs=earliest_stop_epoch(cadence, steps_per_epoch),
+                        improving_validations=1)
     train_epoch_s = steps_per_epoch * costs.step_s
     return Projection(steps_per_epoch=steps_per_epoch, train_epoch_s=train_epoch_s,
                       first_train_epoch_s=train_epoch_s + costs.first_epoch_extra_s,

@@ -96,6 +96,10 @@ def test_validation_and_test_cadence():
     in_epoch = Cadence(train_epochs=2, val_every_steps=25)
     assert validations_in_epoch(1, in_epoch, 100) == 3 + 1  # after steps 25, 50, 75, then the epoch end
     assert validations_in_epoch(1, in_epoch, 101) == 4 + 1
+    # global steps: with 40 steps per epoch, every 30 falls at 30 (epoch 1), 60 (epoch 2), 90 and 120 (epoch 3,
+    # where 120 is the epoch's last step and left to the epoch end)
+    by_global = Cadence(train_epochs=3, val_every_steps=30)
+    assert [validations_in_epoch(e, by_global, 40) for e in (1, 2, 3)] == [1 + 1, 1 + 1, 1 + 1]
     assert validations_in_epoch(1, Cadence(train_epochs=3, val_every=2, val_every_steps=10), 30) == 2
     assert [periodic_tests_in_epoch(e, Cadence(train_epochs=6)) for e in range(1, 7)] == [0] * 6
     periodic = Cadence(train_epochs=6, test_every=2)
@@ -103,10 +107,12 @@ def test_validation_and_test_cadence():
 
 
 def test_earliest_early_stop():
-    assert earliest_stop_epoch(Cadence(train_epochs=10, patience=3)) == 4  # 1 best + 3 without improvement
-    assert earliest_stop_epoch(Cadence(train_epochs=10, val_every=2, patience=2)) == 6
-    assert earliest_stop_epoch(Cadence(train_epochs=3, patience=5)) == 3  # never before the end
-    assert earliest_stop_epoch(Cadence(train_epochs=7, val_every=3, patience=2)) == 7  # validations 3, 6, 7
+    assert earliest_stop_epoch(Cadence(train_epochs=10, patience=3), 100) == 4  # 1 best + 3 without improvement
+    assert earliest_stop_epoch(Cadence(train_epochs=10, val_every=2, patience=2), 100) == 6
+    assert earliest_stop_epoch(Cadence(train_epochs=3, patience=5), 100) == 3  # never before the end
+    assert earliest_stop_epoch(Cadence(train_epochs=7, val_every=3, patience=2), 100) == 7  # validations 3, 6, 7
+    # in-epoch validations count too: 3 inside epoch 1 + its end = 4 > patience 3
+    assert earliest_stop_epoch(Cadence(train_epochs=10, val_every_steps=25, patience=3), 100) == 1
 
 
 def test_run_projection_adds_up():
