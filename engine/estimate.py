@@ -38,7 +38,6 @@ class TrainTiming:
     step_s: list[float]  # measured optimizer steps (wall on the device timeline, fetch included)
     data_wait_s: list[float]  # of which waiting for the loader
     warmup_s: list[float]  # the warm-up steps, excluded from the statistics
-    micro_batches: int  # per optimizer step
 
     @property
     def mean_step_s(self) -> float:
@@ -82,8 +81,7 @@ def time_training(setup: TrainingSetup, accelerator: Accelerator, cfg: Config, w
     clock.finish()
     steps = [clock.elapsed(a, b) for a, b in zip(step_marks[:-1], step_marks[1:], strict=True)]
     data_wait = [sum(clock.elapsed(a, b) for a, b in pairs) for pairs in waits[:-1]]
-    return TrainTiming(step_s=steps[warmup:], data_wait_s=data_wait[warmup:], warmup_s=steps[:warmup],
-                       micro_batches=cfg.grad_accum)
+    return TrainTiming(step_s=steps[warmup:], data_wait_s=data_wait[warmup:], warmup_s=steps[:warmup])
 
 
 # ---------------------------------------------------------------------------------------------- evaluation

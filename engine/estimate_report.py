@@ -54,7 +54,7 @@ def format_report(report: dict[str, Any]) -> str:
     if any(e["tests"] for e in run["per_epoch"]):
         epoch_parts += " + test"
     lines = [
-        f"estimate  {cfg['data']} (features {cfg['features']}) | {model['backbone']} {model['llm_layers']} layers, "
+        f"estimate  {cfg['data']} (features {cfg['features']}) | {model['backbone']} {model['llm_layers']} layer(s), "
         f"{model['llm_dim']} wide | {dev['num_processes']} process(es), precision {dev['mixed_precision']}, "
         f"DeepSpeed {ds} | {dev['type']}: {dev['name']}",
         f"  data      train {data['samples']['train']:,} samples -> {data['steps_per_epoch']:,} optimizer steps/epoch "
