@@ -1,77 +1,32 @@
-"""How long will a run take? Times real training steps and validation batches, projects epoch and run time.
+"""How long will a run take, and which configuration is fastest? Times real training steps and evaluation
+batches and projects epoch and run time (README: "Estimating run time").
 
-Takes every run_main.py flag (same parser, Config and builders, so it times exactly what training
-runs) plus --warmup_batches and --measure_batches. Writes no checkpoint and no results file.
+    python estimate_training_time.py <run_main.py flags> [--warmup_batches 5] [--measure_batches 10]
+        [--eval_batches 3] [--output estimate.json] [--compare "base=; amp=--use_amp"]
+
+Takes every run_main.py flag (same parser, Config and builders, so it times exactly what training runs, under
+`accelerate launch` and DeepSpeed too). Writes no checkpoint and no results file.
 """
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
+
+from engine.cli import run_cli
+from engine.config import build_parser
+from engine.estimate_flags import add_estimator_arguments
 
 
 def main(argv: list[str] | None = None) -> int:
-    from engine.config import build_parser, config_from_args
-
+    argv = sys.argv[1:] if argv is None else argv
     parser = build_parser("Estimate the training time of a run_main.py configuration.")
-    extra = parser.add_argument_group("estimator")
-    extra.add_argument("--warmup_batches", type=int, default=5, help="untimed steps first (compilation, caches)")
-    extra.add_argument("--measure_batches", type=int, default=10, help="timed training steps")
+    add_estimator_arguments(parser)
     args = parser.parse_args(argv)
 
     def estimate() -> None:
-        import torch
-        from accelerate.utils import set_seed
+        from engine.estimate import estimate_command
 
-        from engine.accelerator import build_accelerator
-        from engine.builders import build_training
-        from engine.errors import UserError
-        from engine.trainer import forecast, loss_fn, train_step
-
-        cfg = config_from_args(args)
-        if args.warmup_batches < 0 or args.measure_batches < 1:
-            raise UserError("--warmup_batches must be >= 0 and --measure_batches >= 1")
-        set_seed(cfg.seed)
-        accelerator = build_accelerator(cfg)
-        setup = build_training(cfg, accelerator)
-        model = setup.model
-        # the schedule's values do not change a step's cost; a constant one cannot run past its end (TST would)
-        setup.scheduler = torch.optim.lr_scheduler.LambdaLR(setup.optimizer, lambda _: 1.0)
-        train_loader, val_loader, steps_per_epoch = setup.loaders["train"], setup.loaders["val"], setup.steps_per_epoch
-        criterion = loss_fn(cfg.loss)
-        model.train()
-        times = []
-        batches = iter(train_loader)
-        for i in range(args.warmup_batches + args.measure_batches):
-            batch = next(batches, None)
-            if batch is None:
-                batches = iter(train_loader)
-                batch = next(batches)
-            t0 = time.perf_counter()
-            train_step(setup, batch, accelerator, cfg, criterion).item()  # .item() waits
-            if i >= args.warmup_batches:
-                times.append(time.perf_counter() - t0)
-        model.eval()
-        eval_times = []
-        with torch.inference_mode():
-            for i, batch in enumerate(val_loader):
-                if i >= 3:
-                    break
-                t0 = time.perf_counter()
-                forecast(model, batch).sum().item()
-                eval_times.append(time.perf_counter() - t0)
-        step = statistics.median(times)
-        train_epoch = step * steps_per_epoch * cfg.grad_accum  # a timed step is one micro-batch
-        val_epoch = statistics.median(eval_times) * len(val_loader)
-        epoch = train_epoch + val_epoch
-        accelerator.print(
-            f"step {step:.3f} s (median of {len(times)}, {args.warmup_batches} warm-up excluded) | "
-            f"{steps_per_epoch} steps/epoch -> train {train_epoch:.1f} s + validation {val_epoch:.1f} s "
-            f"= {epoch:.1f} s/epoch | {cfg.train_epochs} epoch(s) x {cfg.itr} itr: "
-            f"{epoch * cfg.train_epochs * cfg.itr / 60:.1f} min (device {accelerator.device})")
-
-    from engine.cli import run_cli
+        estimate_command(args, argv)
 
     return run_cli(estimate)
 

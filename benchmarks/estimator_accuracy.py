@@ -1,0 +1,132 @@
+"""How right is estimate_training_time.py? Estimate a run, then do the run, and compare epoch by epoch.
+
+    python benchmarks/estimator_accuracy.py                       # tiny, then etth1-gpt2-6l
+    python benchmarks/estimator_accuracy.py --config tiny --repeat 3
+    python benchmarks/estimator_accuracy.py --config etth1-gpt2-6l -- --mixed_precision bf16   # extra flags
+
+Each configuration runs twice as a user would run it, in fresh processes: first the estimator, then run_main.py
+with the same flags (outputs in a temporary folder, removed afterwards). The run's results.json holds the
+measured training seconds of each epoch (timing.train_epoch_s, what the estimator projects) and the fit + test
+seconds (timing.total_s). The last line per configuration reads
+`estimator accuracy <config>: train epochs <err>% (epoch 1 <err>%, later <err>%), fit+test <err>% | device`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+# --max_train_steps keeps each run to minutes; --features S keeps validation and test affordable
+CONFIGS: dict[str, list[str]] = {
+    "tiny": ["--data", "ETTh1", "--features", "S", "--seq_len", "48", "--pred_len", "12", "--llm_model", "GPT2",
+             "--llm_init", "random", "--llm_layers", "1", "--llm_dim", "64", "--d_model", "8", "--d_ff", "16",
+             "--n_heads", "2", "--num_tokens", "100", "--patch_len", "8", "--stride", "8", "--batch_size", "16",
+             "--eval_batch_size", "256", "--learning_rate", "0.005", "--train_epochs", "3",
+             "--max_train_steps", "150"],
+    "etth1-gpt2-6l": ["--data", "ETTh1", "--features", "S", "--seq_len", "512", "--pred_len", "96",
+                      "--llm_model", "GPT2", "--llm_init", "random", "--llm_layers", "6", "--d_model", "32",
+                      "--d_ff", "128", "--n_heads", "8", "--num_tokens", "1000", "--patch_len", "16",
+                      "--stride", "8", "--batch_size", "8", "--learning_rate", "0.001", "--train_epochs", "2",
+                      "--max_train_steps", "40"],
+}
+# ETTh1's fixed 12/4/4-month split makes one GPT-2-shape validation pass of 2,785 windows cost minutes on a CPU:
+# that configuration reads the first ROWS rows of ETTh1.csv as `--data custom` (70/10/20 split) instead
+ROWS = {"tiny": 0, "etth1-gpt2-6l": 2000}
+
+
+def run(command: list[str]) -> float:
+    """Run a command to completion (its output shown), return its wall seconds; stop on failure."""
+    started = time.perf_counter()
+    proc = subprocess.run(command, cwd=ROOT, text=True, capture_output=True)
+    if proc.returncode != 0:
+        sys.exit(f"failed ({proc.returncode}): {' '.join(command)}\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    return time.perf_counter() - started
+
+
+def error_pct(projected: float, measured: float) -> float:
+    return 100.0 * (projected - measured) / measured
+
+
+def data_flags(root_path: str, rows: int, folder: Path) -> list[str]:
+    """ETTh1 itself, or its first `rows` rows copied into the temporary folder as a custom CSV."""
+    if not rows:
+        return ["--root_path", root_path]
+    source = Path(root_path) / "ETTh1.csv"
+    with source.open(encoding="utf-8") as src:
+        head = [line for _, line in zip(range(rows + 1), src, strict=False)]
+    (folder / "ETTh1_head.csv").write_text("".join(head), encoding="utf-8")
+    return ["--data", "custom", "--root_path", str(folder), "--data_path", "ETTh1_head.csv"]
+
+
+def measure(name: str, flags: list[str], folder: Path) -> dict:
+    """One estimate and the real run it predicts; returns both sides per epoch and for the whole fit."""
+    estimate_path = folder / "estimate.json"
+    estimate_s = run([sys.executable, "estimate_training_time.py", *flags, "--output", str(estimate_path)])
+    real_s = run([sys.executable, "run_main.py", *flags, "--output_dir", str(folder / "results"),
+                  "--checkpoints", str(folder / "checkpoints")])
+    estimate = json.loads(estimate_path.read_text())
+    result = json.loads(next((folder / "results").glob("*/results.json")).read_text())
+    p, measured = estimate["projection"], result["timing"]["train_epoch_s"]
+    projected = [e["train_s"] for e in p["run"]["per_epoch"]][:len(measured)]
+    return {"config": name, "device": f"{estimate['device']['type']}: {estimate['device']['name']}",
+            "projected_epochs": projected, "measured_epochs": measured,
+            "projected_fit_test_s": p["run"]["total_s"] - p["run"]["setup_s"],  # results' total_s has no setup
+            "measured_fit_test_s": result["timing"]["total_s"], "estimator_wall_s": estimate_s,
+            "run_wall_s": real_s, "projected_wall_s": p["total_s"]}
+
+
+def report(m: dict) -> str:
+    lines = [f"{m['config']} on {m['data']} ({m['device']})", "  epoch  projected train s  measured train s  error"]
+    for i, (proj, real) in enumerate(zip(m["projected_epochs"], m["measured_epochs"], strict=True)):
+        lines.append(f"  {i + 1:>5}  {proj:>17.2f}  {real:>16.2f}  {error_pct(proj, real):+6.1f}%")
+    total = error_pct(sum(m["projected_epochs"]), sum(m["measured_epochs"]))
+    first = error_pct(m["projected_epochs"][0], m["measured_epochs"][0])
+    later = (error_pct(sum(m["projected_epochs"][1:]), sum(m["measured_epochs"][1:]))
+             if len(m["measured_epochs"]) > 1 else float("nan"))
+    fit = error_pct(m["projected_fit_test_s"], m["measured_fit_test_s"])
+    lines.append(f"  fit + test (validation, checkpoints, final test): projected {m['projected_fit_test_s']:.1f} s, "
+                 f"measured {m['measured_fit_test_s']:.1f} s ({fit:+.1f}%)")
+    lines.append(f"  estimator took {m['estimator_wall_s']:.1f} s; the run took {m['run_wall_s']:.1f} s "
+                 f"(projected {m['projected_wall_s']:.1f} s without process start-up)")
+    lines.append(f"estimator accuracy {m['config']}: train epochs {total:+.1f}% (epoch 1 {first:+.1f}%, "
+                 f"later {later:+.1f}%), fit+test {fit:+.1f}% | {m['device']}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", choices=[*CONFIGS, "all"], default="all")
+    parser.add_argument("--root_path", default=str(SHARED_DATA), help="folder holding ETTh1.csv")
+    parser.add_argument("--repeat", type=int, default=1, help="estimate + run pairs per configuration")
+    parser.add_argument("--rows", type=int, default=-1,
+                        help="read the first N rows of ETTh1 as --data custom (0: the whole file as --data ETTh1; "
+                             "default: per configuration, see ROWS)")
+    parser.add_argument("--json", default="", help="also write every measurement to this file")
+    parser.add_argument("extra", nargs="*", help="flags added to every run (after --)")
+    args = parser.parse_args()
+    if not (Path(args.root_path) / "ETTh1.csv").is_file():
+        sys.exit(f"--root_path {args.root_path}: no ETTh1.csv there")
+    names = list(CONFIGS) if args.config == "all" else [args.config]
+    results = []
+    for name in names:
+        for _ in range(args.repeat):
+            rows = ROWS[name] if args.rows < 0 else args.rows
+            with tempfile.TemporaryDirectory(prefix="estimator-accuracy-") as folder:
+                flags = [*CONFIGS[name], *data_flags(args.root_path, rows, Path(folder)), *args.extra]
+                results.append(measure(name, flags, Path(folder)))
+                results[-1]["data"] = f"ETTh1 first {rows} rows (custom)" if rows else "ETTh1"
+            print(report(results[-1]), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
