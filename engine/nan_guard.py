@@ -77,6 +77,6 @@ class NonFiniteGuard:
         self.accelerator.print(f"step {step} (epoch {epoch}): non-finite loss {self.last_bad_loss}; step skipped "
                                f"({self.bad_steps}/{self.cfg.max_bad_steps}); likely cause: {cause}")
         if self.bad_steps >= self.cfg.max_bad_steps:
-            raise TrainingDiverged(f"stopped after {self.bad_steps} non-finite losses (--max_bad_steps "
-                                   f"{self.cfg.max_bad_steps}) at epoch {epoch} step {step}; likely cause: {cause}; "
-                                   f"checkpoints left as they were (best: {best_path})")
+            raise TrainingDiverged(f"training diverged: stopped after {self.bad_steps} non-finite losses "
+                                   f"(--max_bad_steps {self.cfg.max_bad_steps}) at epoch {epoch} step {step}; "
+                                   f"likely cause: {cause}; checkpoints left as they were (best: {best_path})")
