@@ -52,10 +52,12 @@ class TrainTiming:
 def time_training(setup: TrainingSetup, accelerator: Accelerator, cfg: Config, warmup: int,
                   measure: int) -> TrainTiming:
     """The trainer's epoch loop, step by step: fetch, train_step, and a boundary wherever the optimizer stepped."""
+    from engine.nan_guard import NonFiniteGuard
     from engine.trainer import loss_fn, train_step
 
     clock = StepClock(accelerator.device)
-    criterion = loss_fn(cfg.loss)
+    criterion = loss_fn(cfg.loss, setup.data.seasonality)
+    guard = NonFiniteGuard(cfg, accelerator, setup.trainable)  # the trainer's guard: its one sync per step counts
     loader = setup.loaders["train"]
     setup.model.train()
     epoch = 0
@@ -73,7 +75,7 @@ def time_training(setup: TrainingSetup, accelerator: Accelerator, cfg: Config, w
             batches = iter(loader)
             batch = next(batches)
         waits[-1].append((before, clock.mark()))
-        loss_sum += train_step(setup, batch, accelerator, cfg, criterion)
+        loss_sum += train_step(setup, batch, accelerator, cfg, criterion, guard)
         if accelerator.sync_gradients:
             step_marks.append(clock.mark())
             waits.append([])
