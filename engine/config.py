@@ -248,6 +248,8 @@ class Config:
         model_id = self.model_id or f"{data}_{self.seq_len}_{self.pred_len}"
         llm = self.llm_model.replace("/", "-")
         llm = "noLLM" if llm.lower() == "none" else f"{llm}{self.llm_layers}"
+        if self.llm_init == "random":  # the random-LLM ablation must not overwrite the pretrained run
+            llm += "rand"
         return (f"{self.task_name}_{model_id}_{self.model}_{self.data}_ft{self.features}_sl{self.seq_len}"
                 f"_ll{self.label_len}_pl{self.pred_len}_dm{self.d_model}_nh{self.n_heads}_df{self.d_ff}"
                 f"_{llm}_lr{self.learning_rate:g}_bs{self.batch_size}"

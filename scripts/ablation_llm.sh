@@ -8,7 +8,7 @@
 #   LLM=GPT2 LLM_LAYERS=6 bash scripts/ablation_llm.sh --llm_path /models/gpt2   # --llm_path: see README
 # The defaults are sized for a CPU (MiniLM, the backbone that ships offline; univariate; 2 epochs of at most
 # 50 steps); pass run_main.py flags to change them. Results go to ABLATION_OUT (default ./results/ablation,
-# cleared first). Environment: see common.sh.
+# cleared first; set it rather than --output_dir, which the table would not find). Environment: see common.sh.
 set -euo pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "$0")/common.sh" "$@"

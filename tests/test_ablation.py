@@ -105,3 +105,11 @@ def test_zero_shot_custom_source_needs_its_path(target_root, tmp_path, capsys):
     code, _ = run_cli(["--data_pretrain", "custom", "--data", "ETTh1", "--root_path", str(target_root), *TINY],
                       tmp_path)
     assert code == 2 and "--data_path_pretrain" in capsys.readouterr().err
+
+
+def test_pretrained_random_and_no_llm_runs_have_distinct_settings():
+    from engine.config import Config
+
+    names = {Config(llm_model="MiniLM", llm_init=init).setting for init in ("pretrained", "random")}
+    names.add(Config(llm_model="none").setting)
+    assert len(names) == 3
