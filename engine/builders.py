@@ -75,7 +75,7 @@ def build_training(cfg: Config, accelerator: Accelerator) -> TrainingSetup:
     data = build_data(cfg)
     loaders = build_loaders(cfg, data)
     model = build_model(cfg, data, compute_dtype(accelerator))
-    choose_attention(model.llm, accelerator.device)
+    choose_attention(model, accelerator.device)
     if cfg.compile:
         compile_regions(model, model.llm, cfg.compile_mode)
     n_total = sum(p.numel() for p in model.parameters())

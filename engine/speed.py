@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend
 
 
 def configure_backends(device: torch.device) -> None:
@@ -17,14 +18,13 @@ def configure_backends(device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
 
 
-def choose_attention(llm: nn.Module, device: torch.device) -> str:
-    """SDPA on GPUs (fused kernels). On CPUs the plain matmul-softmax-matmul ("eager", still returning no
-    attention maps) trains faster: torch's CPU flash-attention backward in bf16 took ~2x the eager time at
-    Time-LLM's shapes (benchmarks/README.md). The math is the same either way."""
-    implementation = "eager" if device.type == "cpu" else "sdpa"
-    if getattr(llm.config, "_attn_implementation", None) != implementation:
-        llm.set_attn_implementation(implementation)
-    return implementation
+def choose_attention(model: nn.Module, device: torch.device) -> list[SDPBackend] | None:
+    """The backbone always attends through SDPA; this picks its kernels. On GPUs torch chooses (flash /
+    memory-efficient). On CPUs the math kernel (matmul-softmax-matmul): torch's CPU flash-attention backward in
+    bf16 took ~2x the math time at Time-LLM's shapes (benchmarks/README.md). The result is the same either way."""
+    backends = [SDPBackend.MATH] if device.type == "cpu" else None
+    model.attention_backends = backends
+    return backends
 
 
 def repeated_blocks(llm: nn.Module) -> nn.ModuleList | None:
