@@ -15,7 +15,7 @@ from engine.config import Config
 from engine.errors import UserError
 from engine.optim import build_optimizer, effective_lr
 from engine.schedules import build_scheduler, schedule_params
-from engine.speed import choose_attention, compile_regions, configure_backends
+from engine.speed import compile_regions, configure_backends
 from engine.wavelet_options import wavelet_parts
 from models.backbone import load_backbone
 from models.time_llm import TimeLLM
@@ -75,7 +75,6 @@ def build_training(cfg: Config, accelerator: Accelerator) -> TrainingSetup:
     data = build_data(cfg)
     loaders = build_loaders(cfg, data)
     model = build_model(cfg, data, compute_dtype(accelerator))
-    choose_attention(model, accelerator.device)
     if cfg.compile:
         compile_regions(model, model.llm, cfg.compile_mode)
     n_total = sum(p.numel() for p in model.parameters())

@@ -27,6 +27,8 @@ PLOT_NAME = "forecast.png"
 def target_window_indices(data: DataBundle, count: int) -> list[int]:
     """Test sample indices of `count` windows of the last variable, evenly spaced in time."""
     ds = data.datasets["test"]
+    if not hasattr(ds, "n_windows"):  # one fixed window per series (M4): spread over the series
+        return [int(i) for i in np.linspace(0, len(ds) - 1, num=min(count, len(ds))).round()]
     starts = np.linspace(0, ds.n_windows - 1, num=min(count, ds.n_windows)).round().astype(int)
     offset = (ds.n_vars - 1) * ds.n_windows if ds.channel_independent else 0
     return [int(offset + s) for s in starts]
@@ -41,7 +43,8 @@ def forecast_target_windows(model: torch.nn.Module, data: DataBundle, count: int
     with torch.inference_mode(), accelerator.autocast():
         prediction = model(batch["x"].to(accelerator.device)).float().cpu()
     model.train(was_training)
-    mean, std = float(data.mean[-1]), float(data.std[-1])
+    scaled = hasattr(data, "mean")  # M4 series are modelled in their own units
+    mean, std = (float(data.mean[-1]), float(data.std[-1])) if scaled else (0.0, 1.0)
 
     def unscale(values: torch.Tensor) -> np.ndarray:
         return values[..., -1].numpy() * std + mean
@@ -95,4 +98,4 @@ def plot_run(model: torch.nn.Module, data: DataBundle, count: int, accelerator: 
     """Forecast `count` test windows with `model` and draw them with the loss curves into folder/forecast.png."""
     folder.mkdir(parents=True, exist_ok=True)
     windows = forecast_target_windows(model, data, count, accelerator)
-    return draw(folder / PLOT_NAME, history, windows, title, data.columns[-1])
+    return draw(folder / PLOT_NAME, history, windows, title, data.columns[-1] if hasattr(data, "columns") else "value")

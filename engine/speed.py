@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.attention import SDPBackend
 
 
 def configure_backends(device: torch.device) -> None:
     """On GPUs: TF32 tensor cores for fp32 matmuls/convolutions and cuDNN's autotuner (the shapes are static).
     On CPUs: large tensors reuse heap memory instead of fresh pages (see keep_host_memory)."""
+    choose_attention(device)
     if device.type == "cpu":
         keep_host_memory(True)
     if device.type == "cuda":
@@ -18,13 +18,14 @@ def configure_backends(device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
 
 
-def choose_attention(model: nn.Module, device: torch.device) -> list[SDPBackend] | None:
+def choose_attention(device: torch.device) -> None:
     """The backbone always attends through SDPA; this picks its kernels. On GPUs torch chooses (flash /
-    memory-efficient). On CPUs the math kernel (matmul-softmax-matmul): torch's CPU flash-attention backward in
-    bf16 took ~2x the math time at Time-LLM's shapes (benchmarks/README.md). The result is the same either way."""
-    backends = [SDPBackend.MATH] if device.type == "cpu" else None
-    model.attention_backends = backends
-    return backends
+    memory-efficient). On CPUs only the math kernel (matmul-softmax-matmul) stays enabled: torch's CPU
+    flash-attention backward in bf16 took ~2x the math time at Time-LLM's shapes (benchmarks/README.md). The
+    switches are process-wide (they also hold in activation checkpointing's recomputation); same result."""
+    if device.type == "cpu":
+        torch.backends.cuda.enable_flash_sdp(False)  # despite the name, these switches cover every device
+        torch.backends.cuda.enable_mem_efficient_sdp(False)
 
 
 def repeated_blocks(llm: nn.Module) -> nn.ModuleList | None:

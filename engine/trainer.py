@@ -384,6 +384,7 @@ class Trainer:
 
     def _result(self, test: dict[str, float], test_seconds: float, total_seconds: float) -> dict[str, Any]:
         cfg, acc, s, p = self.cfg, self.accelerator, self.setup, self.progress
+        best = next((v for v in reversed(p.validations) if v["is_best"]), None)  # selection may be sMAPE (M4)
         train_seconds = sum(h["seconds"] for h in p.history)
         samples = sum(h["steps"] for h in p.history) * cfg.grad_accum * cfg.batch_size * acc.num_processes
         return {
@@ -393,7 +394,7 @@ class Trainer:
                       "llm_dim": s.raw_model.llm.config.hidden_size, "prompt_tokens": s.raw_model.prompt.length,
                       "patch_tokens": s.raw_model.num_patches},
             "params": {"total": s.n_total, "trainable": s.n_trainable},
-            "metrics": {"val": {"mse": p.best_val_mse, "mae": p.best_val_mae} if p.best_epoch else None,
+            "metrics": {"val": {"mse": best["val_mse"], "mae": best["val_mae"]} if best else None,
                         "test": test},
             "best_epoch": p.best_epoch or None,
             "best_step": p.best_step or None,

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import nn
-from torch.nn.attention import sdpa_kernel
 
 from models.backbone import Backbone
 from models.layers import FlattenHead, PatchEmbedding, Reprogramming, RevIN
@@ -40,7 +37,6 @@ class TimeLLM(nn.Module):
         self.reprogramming = Reprogramming(d_model, n_heads, d_ff, d_llm, dropout)
         self.head = FlattenHead(d_ff * self.num_patches, pred_len, dropout)
         self._cached_prototypes: torch.Tensor | None = None
-        self.attention_backends: list | None = None  # SDPA kernels the backbone may use (None: torch chooses)
 
     @property
     def sequence_length(self) -> int:
@@ -88,6 +84,4 @@ class TimeLLM(nn.Module):
         inputs = torch.cat([prompt_embeds, patches.to(prompt_embeds.dtype)], dim=1)
         mask = torch.cat([prompt_mask, prompt_mask.new_ones(rows, self.num_patches)], dim=1)
         positions = (mask.long().cumsum(dim=1) - 1).clamp(min=0)
-        with sdpa_kernel(self.attention_backends) if self.attention_backends else contextlib.nullcontext():
-            return self.llm(inputs_embeds=inputs, attention_mask=mask.long(),
-                            position_ids=positions).last_hidden_state
+        return self.llm(inputs_embeds=inputs, attention_mask=mask.long(), position_ids=positions).last_hidden_state

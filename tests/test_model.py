@@ -102,7 +102,10 @@ def test_forecast_does_not_depend_on_batch_companions():
     with torch.no_grad():
         together = model(x)
         alone = torch.cat([model(x[i:i + 1]) for i in range(6)])
-    torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-4)
+    # compared in each sample's own units (RevIN scales the forecast by the window's std, up to 1e3 here), so
+    # float32 round-off of a different batch shape stays ~1e-6 while any leakage between samples would be O(1)
+    scale = x.std(dim=1, keepdim=True)
+    torch.testing.assert_close(together / scale, alone / scale, rtol=1e-5, atol=1e-5)
 
 
 def test_llm_layers_truncates_and_refuses_more():
