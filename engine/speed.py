@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 
 def configure_backends(device: torch.device) -> None:
@@ -21,11 +22,19 @@ def configure_backends(device: torch.device) -> None:
 def choose_attention(device: torch.device) -> None:
     """The backbone always attends through SDPA; this picks its kernels. On GPUs torch chooses (flash /
     memory-efficient). On CPUs only the math kernel (matmul-softmax-matmul) stays enabled: torch's CPU
-    flash-attention backward in bf16 took ~2x the math time at Time-LLM's shapes (benchmarks/README.md). The
+    flash-attention backward in bf16 took ~2x the math time at Time-LLM's shapes (benchmarks/README.md);
+    evaluation re-enables them (eval_attention). The
     switches are process-wide (they also hold in activation checkpointing's recomputation); same result."""
     if device.type == "cpu":
         torch.backends.cuda.enable_flash_sdp(False)  # despite the name, these switches cover every device
         torch.backends.cuda.enable_mem_efficient_sdp(False)
+
+
+def eval_attention():
+    """Inference has no backward, and there the fused kernels win on CPUs too (the embedded default's validation
+    measured ~30% faster with flash than math), so evaluation may use every SDPA kernel again."""
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION,
+                        SDPBackend.MATH])
 
 
 def repeated_blocks(llm: nn.Module) -> nn.ModuleList | None:

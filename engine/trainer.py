@@ -43,6 +43,7 @@ from engine.plots import plot_run
 from engine.results import write_results
 from engine.schedules import PER_STEP, observe_validation
 from engine.short_term import evaluate_short_term
+from engine.speed import eval_attention
 from engine.timing import peak_memory_mb
 from engine.tracking import build_tracker, epoch_values, final_values
 
@@ -141,7 +142,7 @@ def evaluate(model: nn.Module, loader: DataLoader, accelerator: Accelerator, des
     """Exact metrics over every sample: gather_for_metrics drops the padding added to shard evenly."""
     model.eval()
     acc = MetricAccumulator()
-    with torch.inference_mode():
+    with torch.inference_mode(), eval_attention():
         for batch in tqdm(loader, desc=desc, leave=False, disable=_no_bar(accelerator)):
             pred, true = accelerator.gather_for_metrics((forecast(model, batch), batch["y"]))
             acc.update(pred, true)
