@@ -19,13 +19,11 @@ from benchmarks.reference_path import REFERENCE_DROPOUT, ReferencePrompt, Refere
 from engine.accelerator import build_accelerator, compute_dtype
 from engine.builders import build_training, prompt_description
 from engine.config import build_parser, config_from_args
+from engine.flops import peak_tflops as gpu_peak_tflops
 from engine.speed import keep_host_memory
+from engine.step_clock import StepClock
 from engine.trainer import loss_fn, train_step
 from models.backbone import load_tokenizer
-
-# dense bf16/fp16 and TF32 tensor-core peaks (TFLOP/s) of GPUs we know, by a substring of the device name
-GPU_PEAKS = {"H200": (989.4, 494.7), "H100": (989.4, 494.7), "A100": (312.0, 156.0), "L40S": (362.1, 183.0),
-             "L4": (121.0, 60.0), "A10G": (70.0, 35.0)}
 
 
 def device_name(device: torch.device) -> str:
@@ -89,7 +87,8 @@ class Bench:
         self.criterion = loss_fn(self.cfg.loss)
         self.batches = self._batches()
         self.batch: dict[str, torch.Tensor] = next(self.batches)
-        self.peak_tflops = peak_tflops or self._known_peak()
+        self.clock = StepClock(self.device)
+        self.peak_tflops = peak_tflops or gpu_peak_tflops(self.device, self.accelerator.mixed_precision) or 0.0
 
     # ------------------------------------------------------------------ steps
     def _batches(self) -> Iterator[dict[str, torch.Tensor]]:
@@ -106,16 +105,11 @@ class Bench:
 
     def _timed(self, fn: Callable[[], Any]) -> float:
         self._sync()
-        if self.device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            return start.elapsed_time(end) / 1000
-        t0 = time.perf_counter()
+        start = self.clock.mark()
         fn()
-        return time.perf_counter() - t0
+        end = self.clock.mark()
+        self.clock.finish()
+        return self.clock.elapsed(start, end)
 
     def optimised_step(self) -> None:
         """What the trainer does per step, fetching the next batch included."""
@@ -135,15 +129,6 @@ class Bench:
             keep_host_memory(self.device.type == "cpu")
 
     # ------------------------------------------------------------------ measurements
-    def _known_peak(self) -> float:
-        if self.device.type != "cuda":
-            return 0.0
-        name = torch.cuda.get_device_name(self.device)
-        for key, (half, tf32) in GPU_PEAKS.items():
-            if key in name:
-                return half if self.dtype != torch.float32 else tf32
-        return 0.0
-
     def flops(self, step: Callable[[], None]) -> float:
         """FLOPs one step executes (autograd computes no weight gradients for the frozen backbone)."""
         from torch.utils.flop_counter import FlopCounterMode

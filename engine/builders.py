@@ -71,7 +71,7 @@ class TrainingSetup:
 
 def build_training(cfg: Config, accelerator: Accelerator) -> TrainingSetup:
     """Data, model, the optimizer on the trainable parameters, prepared loaders and the --lradj schedule."""
-    configure_backends(accelerator.device)
+    configure_backends(accelerator.device, compute_dtype(accelerator))
     data = build_data(cfg)
     loaders = build_loaders(cfg, data)
     model = build_model(cfg, data, compute_dtype(accelerator))

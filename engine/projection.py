@@ -9,13 +9,15 @@ Semantics projected (the cadence flags of engine/config.py):
   * --test_every N > 0 scores the test set after every N-th epoch; the final test (best checkpoint) always runs;
   * early stopping counts every validation and is checked at epoch ends: the earliest stop is the first epoch
     end by which --patience + 1 validations have run (the first the best, none after it better).
-These are the rules of the trainer's cadence (engine/cadence.py of the speed work).
+The epoch rules are engine/cadence.py's own functions, the ones the trainer calls.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+
+from engine.cadence import score_test_after_epoch, validate_after_epoch
 
 
 def batches_per_process(samples: int, batch_size: int, processes: int, drop_last: bool) -> int:
@@ -50,21 +52,17 @@ class Cadence:
     patience: int = 3
 
 
-def epoch_end_validates(epoch: int, cadence: Cadence) -> bool:
-    return epoch % cadence.val_every == 0 or epoch == cadence.train_epochs
-
-
 def validations_in_epoch(epoch: int, cadence: Cadence, steps_per_epoch: int) -> int:
     inside = 0
     if cadence.val_every_steps:  # multiples of N among global steps (e-1)*S+1 .. e*S-1
         n, last_inside = cadence.val_every_steps, epoch * steps_per_epoch - 1
         inside = last_inside // n - ((epoch - 1) * steps_per_epoch) // n
-    return inside + int(epoch_end_validates(epoch, cadence))
+    return inside + int(validate_after_epoch(cadence, epoch))
 
 
 def periodic_tests_in_epoch(epoch: int, cadence: Cadence) -> int:
     """Periodic test passes during training (the final test is counted separately)."""
-    return int(cadence.test_every > 0 and epoch % cadence.test_every == 0)
+    return int(score_test_after_epoch(cadence, epoch))
 
 
 def earliest_stop_epoch(cadence: Cadence, steps_per_epoch: int) -> int:

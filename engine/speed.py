@@ -7,10 +7,10 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 
-def configure_backends(device: torch.device) -> None:
+def configure_backends(device: torch.device, dtype: torch.dtype) -> None:
     """On GPUs: TF32 tensor cores for fp32 matmuls/convolutions and cuDNN's autotuner (the shapes are static).
     On CPUs: large tensors reuse heap memory instead of fresh pages (see keep_host_memory)."""
-    choose_attention(device)
+    choose_attention(device, dtype)
     if device.type == "cpu":
         keep_host_memory(True)
     if device.type == "cuda":
@@ -19,20 +19,20 @@ def configure_backends(device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
 
 
-def choose_attention(device: torch.device) -> None:
-    """The backbone always attends through SDPA; this picks its kernels. On GPUs torch chooses (flash /
-    memory-efficient). On CPUs only the math kernel (matmul-softmax-matmul) stays enabled: torch's CPU
-    flash-attention backward in bf16 took ~2x the math time at Time-LLM's shapes (benchmarks/README.md);
-    evaluation re-enables them (eval_attention). The
-    switches are process-wide (they also hold in activation checkpointing's recomputation); same result."""
-    if device.type == "cpu":
-        torch.backends.cuda.enable_flash_sdp(False)  # despite the name, these switches cover every device
-        torch.backends.cuda.enable_mem_efficient_sdp(False)
+def choose_attention(device: torch.device, dtype: torch.dtype) -> None:
+    """The backbone always attends through SDPA; this picks its kernels for training. On CPUs in bf16/fp16 only the
+    math kernel (matmul-softmax-matmul) stays enabled: torch's CPU flash-attention backward is slower there
+    (benchmarks/attention_kernels.py: math/all 0.87 on etth1-gpt2-6l in bf16); in fp32 and on GPUs torch
+    chooses. The switches are process-wide (so activation checkpointing's recomputation sees the same kernel)
+    and evaluation re-enables every kernel (eval_attention). The result is the same either way."""
+    fused = not (device.type == "cpu" and dtype in (torch.bfloat16, torch.float16))
+    torch.backends.cuda.enable_flash_sdp(fused)  # despite the name, these switches cover every device
+    torch.backends.cuda.enable_mem_efficient_sdp(fused)
 
 
 def eval_attention():
-    """Inference has no backward, and there the fused kernels win on CPUs too (the embedded default's validation
-    measured ~30% faster with flash than math), so evaluation may use every SDPA kernel again."""
+    """Inference has no backward, and there the fused kernels win on CPUs too (benchmarks/attention_kernels.py:
+    math/all 1.25 for the embedded default's validation, 1.34 on etth1-gpt2-6l in bf16)."""
     return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION,
                         SDPBackend.MATH])
 
