@@ -218,8 +218,12 @@ class Bench:
             "fused Adam (off: single-tensor Adam)": lambda: swapped_optimizer(self.setup, foreach=False),
             "fused Adam (off: foreach Adam)": lambda: swapped_optimizer(self.setup, foreach=True),
         }
+        if model.causal_llm:
+            items["prompt as a no-grad prefix (off: one joint pass)"] = lambda: attribute(model, "causal_llm", False)
         if self.device.type == "cpu":
             items["large host tensors kept in the heap (off: glibc defaults)"] = lambda: host_memory_defaults()
+            items["contiguous transposed words for the mapping (off: the embedding's layout)"] = lambda: attribute(
+                model, "_transposed_words", lambda: llm.get_input_embeddings().weight.t())
         if self.dtype != torch.float32:
             items["frozen backbone in compute dtype (off: fp32 weights)"] = lambda: backbone_dtype(llm, torch.float32)
         return items
@@ -255,6 +259,20 @@ def attention(llm: nn.Module, *, eager: bool, maps: bool) -> Iterator[None]:
     finally:
         config.output_attentions, config.output_hidden_states = saved[1], saved[2]
         llm.set_attn_implementation(saved[0])
+
+
+@contextlib.contextmanager
+def attribute(owner: object, name: str, value: Any) -> Iterator[None]:
+    """`owner.name` set to `value` for the duration (an instance attribute shadows a method of the class)."""
+    had, saved = name in vars(owner), vars(owner).get(name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        if had:
+            setattr(owner, name, saved)
+        else:
+            delattr(owner, name)
 
 
 @contextlib.contextmanager

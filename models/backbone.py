@@ -49,6 +49,13 @@ class Backbone:
         return self.model.get_input_embeddings().weight
 
 
+def is_causal(model: torch.nn.Module) -> bool:
+    """Decoder-only (GPT-2, LLaMA, ...): no token attends to a later one. Hugging Face records it on the attention
+    modules (BERT-like encoders say False)."""
+    flags = [m.is_causal for m in model.modules() if isinstance(getattr(m, "is_causal", None), bool)]
+    return bool(flags) and all(flags)
+
+
 def _package_dir(package: str, *parts: str) -> Path | None:
     """A data folder inside an installed package, located without importing the package."""
     spec = importlib.util.find_spec(package)

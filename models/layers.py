@@ -65,9 +65,11 @@ class Reprogramming(nn.Module):
         """patches [B, P, d_model], prototypes [S, d_llm] -> [B, P, d_llm]."""
         b, p, _ = patches.shape
         s = prototypes.shape[0]
-        q = self.query(patches).view(b, p, self.n_heads, self.d_keys).transpose(1, 2)
-        k = self.key(prototypes).view(1, s, self.n_heads, self.d_keys).transpose(1, 2).expand(b, -1, -1, -1)
-        v = self.value(prototypes).view(1, s, self.n_heads, self.d_keys).transpose(1, 2).expand(b, -1, -1, -1)
+        # every patch attends to the same prototypes: the batch folds into the query axis, so keys and values
+        # are never copied per sample (one [heads, B*P, S] attention, the same math as B of [heads, P, S])
+        q = self.query(patches).view(1, b * p, self.n_heads, self.d_keys).transpose(1, 2)
+        k = self.key(prototypes).view(1, s, self.n_heads, self.d_keys).transpose(1, 2)
+        v = self.value(prototypes).view(1, s, self.n_heads, self.d_keys).transpose(1, 2)
         attended = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
         return self.out(attended.transpose(1, 2).reshape(b, p, self.n_heads * self.d_keys))
 

@@ -16,7 +16,7 @@ from benchmarks.reference_path import ReferenceTimeLLM, ReferenceTrainer
 from conftest import ROOT, TINY, run_cli
 from engine.cadence import score_test_after_epoch, validate_after_epoch, validate_after_step
 from engine.config import Config
-from models.backbone import load_backbone
+from models.backbone import is_causal, load_backbone
 from models.time_llm import TimeLLM
 
 
@@ -65,6 +65,53 @@ def test_reference_path_tokenizes_in_forward_and_trains():
     assert first > 0
     after = [p for p in reference.parameters() if p.requires_grad]
     assert all(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def _forward_backward(model: TimeLLM, x: torch.Tensor, autocast: bool) -> tuple[torch.Tensor, dict]:
+    model.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        out = model(x)
+    out.square().mean().backward()
+    return out.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_prompt_as_prefix_gives_the_joint_pass_outputs_and_gradients(dtype):
+    """With a causal backbone the training forward runs the prompt once without autograd and the patches after it
+    on its key/value cache; outputs and every trainable gradient must equal the joint pass's."""
+    model, _ = model_pair(dtype)
+    assert model.causal_llm
+    calls: list[int] = []
+    model.llm.register_forward_hook(lambda m, a, k, o: calls.append(k["inputs_embeds"].shape[1]), with_kwargs=True)
+    x = torch.randn(5, 48, 1) * 3 + 1
+    prefix = _forward_backward(model, x, autocast=dtype != torch.float32)
+    assert calls == [model.prompt.length, model.num_patches], "the prefix path should have been taken"
+    model.causal_llm = False
+    calls.clear()
+    joint = _forward_backward(model, x, autocast=dtype != torch.float32)
+    assert calls == [model.sequence_length]
+    tolerance = 1e-5 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(prefix[0], joint[0], rtol=tolerance, atol=tolerance)
+    for name, grad in joint[1].items():
+        torch.testing.assert_close(prefix[1][name], grad, rtol=tolerance, atol=tolerance * grad.abs().max().item())
+
+
+def test_only_decoder_backbones_count_as_causal():
+    assert is_causal(load_backbone("GPT2", llm_init="random", llm_layers=1, llm_dim=64).model)
+    assert not is_causal(load_backbone("MiniLM", llm_layers=1).model)  # bidirectional: the prompt sees the patches
+
+
+def test_mapping_follows_word_embeddings_loaded_in_place():
+    """The CPU keeps a transposed copy of the frozen word embeddings for the mapping; loading other weights into
+    them must not leave it stale."""
+    model, _ = model_pair(torch.float32)
+    before = model.prototypes().clone()
+    words = model.llm.get_input_embeddings().weight
+    words.copy_(torch.randn_like(words))
+    expected = torch.addmm(model.mapping.bias.unsqueeze(1), model.mapping.weight, words)
+    after = model.prototypes()
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, expected)
 
 
 # ------------------------------------------------------------------ same training, other path

@@ -35,11 +35,16 @@ def test_run_finishes_with_finite_metrics(ett_run):
     assert ett_run["result"]["params"]["trainable"] < ett_run["result"]["params"]["total"]
 
 
-def test_loss_decreases(ett_run):
-    history = ett_run["result"]["history"]
+def test_loss_decreases_and_the_best_validation_is_kept(ett_run):
+    """Whether validation still improves after epoch 1 at this size depends on the seed (it may overfit); what
+    must hold is that training lowers the loss and the run keeps and reports its best validated epoch."""
+    result = ett_run["result"]
+    history = result["history"]
     assert len(history) == 3
     assert history[-1]["train_loss"] < history[0]["train_loss"]
-    assert history[-1]["val_mse"] < history[0]["val_mse"] or ett_run["result"]["best_epoch"] > 1
+    val = [h["val_mse"] for h in history]
+    assert result["best_epoch"] == val.index(min(val)) + 1
+    assert math.isclose(result["metrics"]["val"]["mse"], min(val), rel_tol=1e-6)
 
 
 def test_every_test_sample_is_scored(ett_run):
