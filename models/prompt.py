@@ -7,12 +7,13 @@ tokenized once, at construction, into a table; `forward` computes the statistics
 and gathers the ids from the tables. The ids equal `tokenizer(text)` of the text `text_for` gives:
 the same template with values rounded to `decimals` places (the reference prints full float
 reprs, ~10 tokens per number, and pads every prompt in the batch to the longest). Composition is
-checked against the tokenizer when the builder is made.
+checked against the tokenizer when the builder is made. The first piece (the description) is the same
+in every prompt, so a causal backbone computes it once (models/time_llm.py).
 
 Differences from the reference prompt, on purpose: lags are searched in 1..seq_len//2 (the
 reference's circular autocorrelation always ranks lag 0 first and mirrors lag k at seq_len-k);
-prompts are left-padded with an attention mask, so a sample's forecast does not depend on what
-else is in its batch.
+prompts are padded with an attention mask (after the description, before the statistics), so a
+sample's forecast does not depend on what else is in its batch.
 """
 
 from __future__ import annotations
@@ -180,15 +181,27 @@ class StatisticsPrompt(nn.Module):
                 columns.append(lags[:, next(lag_column)])
         return torch.stack(columns, dim=1)
 
+    @property
+    def head_length(self) -> int:
+        """Tokens of the first fixed piece (the dataset and task description): the same ids in every prompt."""
+        return self.max_lengths[0]
+
+    def head_ids(self) -> torch.Tensor:
+        return self.table[self.offsets[0], :self.head_length]
+
     def _assemble(self, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = slots.to(self.table.device) + torch.tensor(self.offsets, device=self.table.device)
-        ids = self.table[rows]  # [B, pieces, width]
+        """[head ; padding ; the rest in order]: the padding sits after the head, so the head keeps the same positions
+        in every row (position ids count valid tokens only, and padding is masked out)."""
+        rows = slots[:, 1:].to(self.table.device) + torch.tensor(self.offsets[1:], device=self.table.device)
+        ids = self.table[rows]  # [B, pieces - 1, width]
         valid = torch.arange(ids.shape[-1], device=ids.device) < self.row_lengths[rows].unsqueeze(-1)
         ids, valid = ids.flatten(1), valid.flatten(1)
-        # left-pad: padding first, tokens after in their order (a stable sort on the validity flag)
+        # padding first, tokens after in their order (a stable sort on the validity flag)
         order = torch.sort(valid.to(torch.int8), dim=1, stable=True).indices
-        ids, valid = ids.gather(1, order), valid.gather(1, order)
-        return ids[:, -self.length:], valid[:, -self.length:]
+        rest = self.length - self.head_length
+        ids, valid = ids.gather(1, order)[:, -rest:], valid.gather(1, order)[:, -rest:]
+        head = self.head_ids().expand(ids.shape[0], -1)
+        return torch.cat([head, ids], dim=1), torch.cat([torch.ones_like(head, dtype=torch.bool), valid], dim=1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids [B, length] and attention mask [B, length] for normalised windows x [B, L]."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from transformers import DynamicCache
 
 from engine.speed import eval_attention
 from models.backbone import Backbone, is_causal
@@ -39,6 +40,7 @@ class TimeLLM(nn.Module):
         self.reprogramming = Reprogramming(d_model, n_heads, d_ff, d_llm, dropout)
         self.head = FlattenHead(d_ff * self.num_patches, pred_len, dropout)
         self._cached_prototypes: torch.Tensor | None = None
+        self._head_kv: tuple[tuple, list[tuple[torch.Tensor, torch.Tensor]]] | None = None  # (weights, per layer)
         self._words_t: tuple[tuple[int, int], torch.Tensor] | None = None  # (which weights, transposed copy)
 
     @property
@@ -93,27 +95,49 @@ class TimeLLM(nn.Module):
         return self.normalizer.denormalize(forecast, mean, std)
 
     def _run_llm(self, patches: torch.Tensor, series: torch.Tensor) -> torch.Tensor:
-        """The frozen LLM over [prompt ; reprogrammed patches] -> last hidden states."""
+        """The frozen LLM over [prompt ; reprogrammed patches] -> last hidden states (of the patches, at least)."""
         prompt_ids, prompt_mask = self.prompt(series)
-        prompt_embeds = self.llm.get_input_embeddings()(prompt_ids)
+        embed = self.llm.get_input_embeddings()
         rows, prompt_len = prompt_ids.shape
-        patches = patches.to(prompt_embeds.dtype)
+        patches = patches.to(embed.weight.dtype)
         mask = torch.cat([prompt_mask, prompt_mask.new_ones(rows, self.num_patches)], dim=1).long()
         positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
-        if self._prompt_as_prefix(patches):
-            # In a causal LLM the prompt never attends to the patches, so its keys and values at every layer do not
-            # depend on a trainable parameter: computed once without autograd, they serve the patches as a cache,
-            # and the backward pass runs over the patch tokens only. Same math as the joint pass below.
+        if not self._uses_cache():
+            inputs = torch.cat([embed(prompt_ids), patches], dim=1)
+            return self.llm(inputs_embeds=inputs, attention_mask=mask, position_ids=positions).last_hidden_state
+        # Causal LLM: a token's keys and values depend only on the tokens before it. The description (the prompt's
+        # head) is the same in every row and never changes: its keys and values are computed once and reused. The
+        # rest of the prompt depends on no trainable parameter, so when gradients flow it runs without autograd
+        # and the backward pass covers the patch tokens only. Same math as one joint pass.
+        head = self.prompt.head_length
+        cache = self._head_cache(rows)
+        rest = embed(prompt_ids[:, head:])
+        if patches.requires_grad and torch.is_grad_enabled():
             with torch.no_grad(), eval_attention():
-                cache = self.llm(inputs_embeds=prompt_embeds, attention_mask=prompt_mask.long(),
-                                 position_ids=positions[:, :prompt_len], use_cache=True).past_key_values
-            return self.llm(inputs_embeds=patches, attention_mask=mask, position_ids=positions[:, prompt_len:],
-                            past_key_values=cache, use_cache=True).last_hidden_state
-        inputs = torch.cat([prompt_embeds, patches], dim=1)
-        return self.llm(inputs_embeds=inputs, attention_mask=mask, position_ids=positions).last_hidden_state
+                self.llm(inputs_embeds=rest, attention_mask=mask[:, :prompt_len], past_key_values=cache,
+                         position_ids=positions[:, head:prompt_len], use_cache=True)
+            rest, positions = rest[:, :0], positions[:, prompt_len:]
+        else:
+            positions = positions[:, head:]
+        return self.llm(inputs_embeds=torch.cat([rest, patches], dim=1), attention_mask=mask, past_key_values=cache,
+                        position_ids=positions, use_cache=True).last_hidden_state
 
-    def _prompt_as_prefix(self, patches: torch.Tensor) -> bool:
-        """Only when gradients flow (in evaluation the joint pass costs the same) and without Hugging Face's
-        gradient checkpointing, which drops the cache argument."""
-        return (self.causal_llm and patches.requires_grad and torch.is_grad_enabled()
-                and not (self.llm.is_activation_checkpointing and self.llm.training))
+    def _uses_cache(self) -> bool:
+        """Not for bidirectional backbones, and not under Hugging Face's activation checkpointing in training,
+        which drops the cache argument."""
+        return self.causal_llm and not (self.llm.is_activation_checkpointing and self.llm.training)
+
+    def _head_cache(self, rows: int) -> DynamicCache:
+        """A key/value cache holding the prompt head for `rows` rows; the head's pass runs once per device/dtype."""
+        words = self.llm.get_input_embeddings().weight
+        key = (words.device, words.dtype, words.data_ptr(), words._version)
+        if self._head_kv is None or self._head_kv[0] != key:
+            ids = self.prompt.head_ids().to(words.device).unsqueeze(0)
+            with torch.no_grad(), eval_attention():
+                out = self.llm(inputs_embeds=self.llm.get_input_embeddings()(ids), use_cache=True,
+                               position_ids=torch.arange(ids.shape[1], device=words.device).unsqueeze(0))
+            self._head_kv = (key, [(layer.keys, layer.values) for layer in out.past_key_values.layers])
+        cache = DynamicCache(config=self.llm.config)
+        for i, (keys, values) in enumerate(self._head_kv[1]):
+            cache.update(keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1), i)
+        return cache

@@ -80,7 +80,9 @@ def test_prompt_ids_equal_tokenizer_ids(ett_root, which):
     for row in range(len(x)):
         text = prompt.text_for(slots[row].tolist())
         assert ids[row][mask[row]].tolist() == tokenizer(text)["input_ids"], text
-        assert not mask[row][:-int(mask[row].sum())].any()  # left padding only
+        head, valid = prompt.head_length, int(mask[row].sum())
+        assert mask[row][:head].all() and ids[row][:head].tolist() == prompt.head_ids().tolist()
+        assert not mask[row][head:head + len(mask[row]) - valid].any()  # then padding, then the statistics
     # the statistics in the text are the window's own
     text = prompt.text_for(slots[0].tolist())
     assert f"min value {x[0].min().item():.2f}" in text and f"max value {x[0].max().item():.2f}" in text
