@@ -50,8 +50,9 @@ class TrainTiming:
 
 
 def time_training(setup: TrainingSetup, accelerator: Accelerator, cfg: Config, warmup: int,
-                  measure: int) -> TrainTiming:
-    """The trainer's epoch loop, step by step: fetch, train_step, and a boundary wherever the optimizer stepped."""
+                  measure: int, measure_seconds: float = 0.0, max_steps: int = 1000) -> TrainTiming:
+    """The trainer's epoch loop, step by step: fetch, train_step, and a boundary wherever the optimizer stepped.
+    At least `measure` steps are timed, more (up to `max_steps`) until `measure_seconds` have passed."""
     from engine.nan_guard import NonFiniteGuard
     from engine.trainer import loss_fn, train_step
 
@@ -66,7 +67,17 @@ def time_training(setup: TrainingSetup, accelerator: Accelerator, cfg: Config, w
     step_marks = [clock.mark()]  # the trainer's epoch timer starts before the loader's iterator is made
     waits: list[list[tuple[object, object]]] = [[]]
     batches = iter(loader)
-    while len(step_marks) <= warmup + measure:
+    measured_from: float | None = None
+
+    def timed_enough() -> bool:
+        steps = len(step_marks) - 1 - warmup
+        if steps < measure:
+            return False
+        return steps >= max_steps or time.perf_counter() - measured_from >= measure_seconds
+
+    while not timed_enough():
+        if measured_from is None and len(step_marks) == warmup + 1:
+            measured_from = time.perf_counter()
         before = clock.mark()
         batch = next(batches, None)
         if batch is None:  # a short training set: start its next epoch, as the trainer would
@@ -220,7 +231,7 @@ def run_estimate(cfg: Config, opts: argparse.Namespace) -> dict[str, Any]:
     setup.scheduler = torch.optim.lr_scheduler.LambdaLR(setup.optimizer, lambda _: 1.0)
     processes = accelerator.num_processes
 
-    train = time_training(setup, accelerator, cfg, opts.warmup_batches, opts.measure_batches)
+    train = time_training(setup, accelerator, cfg, opts.warmup_batches, opts.measure_batches, opts.measure_seconds)
     evaluation = time_evaluation(setup, accelerator, opts.eval_batches)
     saves = time_checkpoint(setup, accelerator, cfg)
     memory = peak_memory(accelerator.device)  # before the FLOP count, which runs outside the trainer's path
@@ -261,6 +272,7 @@ def run_estimate(cfg: Config, opts: argparse.Namespace) -> dict[str, Any]:
                    "cpu_threads": torch.get_num_threads(), "torch": torch.__version__},
         "config": cfg.to_dict(),
         "estimator": {"warmup_batches": opts.warmup_batches, "measure_batches": opts.measure_batches,
+                      "measure_seconds": opts.measure_seconds,
                       "eval_batches": len(evaluation.batch_s)},
         "model": {"backbone": cfg.llm_model, "llm_layers": cfg.llm_layers, "llm_dim": raw.llm.config.hidden_size,
                   "prompt_tokens": raw.prompt.length, "patch_tokens": raw.num_patches,
@@ -338,6 +350,8 @@ def check_estimator_flags(opts: argparse.Namespace) -> None:
     for name in ("measure_batches", "eval_batches"):
         if getattr(opts, name) < 1:
             raise UserError(f"--{name} must be a positive integer, got {getattr(opts, name)}")
+    if not opts.measure_seconds >= 0:
+        raise UserError(f"--measure_seconds must be >= 0, got {opts.measure_seconds}")
     if not opts.peak_tflops >= 0:
         raise UserError(f"--peak_tflops must be >= 0, got {opts.peak_tflops}")
     check_output_path(opts.output)

@@ -183,6 +183,7 @@ def estimate(ett_root, tmp_path_factory):
     before = set(Path(tempfile.gettempdir()).glob("estimate-checkpoint-*"))
     args = ["--data", "ETTh1", "--root_path", str(ett_root), "--features", "S", *TINY, "--train_epochs", "3",
             "--max_train_steps", "12", "--itr", "2", "--warmup_batches", "2", "--measure_batches", "3",
+            "--measure_seconds", "0",
             "--eval_batches", "2", "--checkpoints", str(tmp / "checkpoints"), "--output_dir", str(tmp / "results"),
             "--output", str(tmp / "out" / "estimate.json")]
     code = estimate_training_time.main(args)
@@ -267,6 +268,23 @@ def test_a_slow_first_step_lands_in_the_warmup(ett_root, monkeypatch):
     assert max(timing.step_s) < timing.warmup_s[0]
 
 
+def test_measure_seconds_extends_the_timed_steps_up_to_the_cap(ett_root):
+    """--measure_batches is a minimum: short steps are timed until --measure_seconds have passed (capped)."""
+    from engine.accelerator import build_accelerator
+    from engine.builders import build_training
+    from engine.config import build_parser, config_from_args
+    from engine.estimate import time_training
+
+    _reset_accelerate()
+    cfg = config_from_args(build_parser("t").parse_args(["--data", "ETTh1", "--root_path", str(ett_root),
+                                                         "--features", "S", *TINY]))
+    accelerator = build_accelerator(cfg)
+    setup = build_training(cfg, accelerator)
+    assert len(time_training(setup, accelerator, cfg, warmup=1, measure=2).step_s) == 2
+    assert len(time_training(setup, accelerator, cfg, warmup=1, measure=2, measure_seconds=1e9,
+                             max_steps=6).step_s) == 6
+
+
 def test_the_estimator_leaves_no_checkpoint_or_results(estimate):
     tmp = estimate["tmp"]
     assert not (tmp / "checkpoints").exists() and not (tmp / "results").exists()
@@ -327,7 +345,7 @@ def test_compare_two_tiny_configurations(ett_root, tmp_path, capsys):
 
     out = tmp_path / "compare.json"
     args = ["--data", "ETTh1", "--root_path", str(ett_root), "--features", "S", *TINY, "--max_train_steps", "10",
-            "--warmup_batches", "1", "--measure_batches", "2", "--eval_batches", "1",
+            "--warmup_batches", "1", "--measure_batches", "2", "--measure_seconds", "0", "--eval_batches", "1",
             "--checkpoints", str(tmp_path / "c"), "--output_dir", str(tmp_path / "r"),
             "--compare", "small=--batch_size 8; broken=--features X; large=--batch_size 32", "--output", str(out)]
     assert estimate_training_time.main(args) == 0
