@@ -219,10 +219,11 @@ class Bench:
             "fused Adam (off: foreach Adam)": lambda: swapped_optimizer(self.setup, foreach=True),
         }
         if model.causal_llm:
-            items["prompt head cached, rest without autograd (off: one joint pass)"] = lambda: attribute(
-                model, "causal_llm", False)
+            items["prompt as a no-grad prefix (off: one joint pass)"] = lambda: attribute(model, "causal_llm", False)
         if self.device.type == "cpu":
             items["large host tensors kept in the heap (off: glibc defaults)"] = lambda: host_memory_defaults()
+            items["contiguous transposed words for the mapping (off: the embedding's layout)"] = lambda: attribute(
+                model, "_transposed_words", lambda: llm.get_input_embeddings().weight.t())
         if self.dtype != torch.float32:
             items["frozen backbone in compute dtype (off: fp32 weights)"] = lambda: backbone_dtype(llm, torch.float32)
         return items
@@ -262,7 +263,7 @@ def attention(llm: nn.Module, *, eager: bool, maps: bool) -> Iterator[None]:
 
 @contextlib.contextmanager
 def attribute(owner: object, name: str, value: Any) -> Iterator[None]:
-    """`owner.name` set to `value` for the duration."""
+    """`owner.name` set to `value` for the duration (an instance attribute shadows a method of the class)."""
     had, saved = name in vars(owner), vars(owner).get(name)
     setattr(owner, name, value)
     try:

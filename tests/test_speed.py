@@ -114,6 +114,19 @@ def test_only_decoder_backbones_count_as_causal():
     assert not is_causal(load_backbone("MiniLM", llm_layers=1).model)  # bidirectional: the prompt sees the patches
 
 
+def test_mapping_follows_word_embeddings_loaded_in_place():
+    """The CPU keeps a transposed copy of the frozen word embeddings for the mapping; loading other weights into
+    them must not leave it stale."""
+    model, _ = model_pair(torch.float32)
+    before = model.prototypes().clone()
+    words = model.llm.get_input_embeddings().weight
+    words.copy_(torch.randn_like(words))
+    expected = torch.addmm(model.mapping.bias.unsqueeze(1), model.mapping.weight, words)
+    after = model.prototypes()
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, expected)
+
+
 # ------------------------------------------------------------------ same training, other path
 def _train(ett_root, tmp_path: Path, *extra: str) -> dict:
     args = ["--data", "ETTh1", "--root_path", str(ett_root), "--features", "S", *TINY, "--train_epochs", "2",
