@@ -17,7 +17,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from engine.accelerator import build_accelerator
 from engine.builders import build_training
-from engine.cli import quiet_libraries
+from engine.cli import prepare_process
 from engine.config import build_parser, config_from_args
 from engine.trainer import forecast, loss_fn, train_step
 
@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="timed rounds per kernel choice (after one warm-up)")
     parser.add_argument("--batches", type=int, default=3, help="eval batches / train steps per round")
     args, extra = parser.parse_known_args()
-    quiet_libraries()
+    prepare_process()
     cfg = config_from_args(build_parser("bench").parse_args([a for a in extra if a != "--"]))
     accelerator = build_accelerator(cfg)
     setup = build_training(cfg, accelerator)

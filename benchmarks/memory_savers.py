@@ -44,12 +44,12 @@ def measure(flags: list[str], steps: int, warmup: int) -> dict:
 
     from engine.accelerator import build_accelerator
     from engine.builders import build_training
-    from engine.cli import quiet_libraries
+    from engine.cli import prepare_process
     from engine.config import build_parser, config_from_args
     from engine.timing import peak_memory_mb
     from engine.trainer import loss_fn, train_step
 
-    quiet_libraries()
+    prepare_process()
     cfg = config_from_args(build_parser("bench").parse_args(flags))
     accelerator = build_accelerator(cfg)
     setup = build_training(cfg, accelerator)

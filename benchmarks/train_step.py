@@ -46,9 +46,9 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     args, extra = parse(argv)
-    from engine.cli import quiet_libraries
+    from engine.cli import prepare_process
 
-    quiet_libraries()
+    prepare_process()
     import torch
 
     from benchmarks.configs import flags_for

@@ -38,12 +38,12 @@ def measure(name: str, root_path: str, steps: int, warmup: int) -> None:
 
     from engine.accelerator import build_accelerator
     from engine.builders import build_training
-    from engine.cli import quiet_libraries
+    from engine.cli import prepare_process
     from engine.config import build_parser, config_from_args
     from engine.nan_guard import NonFiniteGuard
     from engine.trainer import loss_fn, train_step
 
-    quiet_libraries()
+    prepare_process()
     parser = build_parser("benchmark")
     setups, accelerator = {}, None
     for variant, flags in VARIANTS.items():

@@ -10,8 +10,9 @@ from collections.abc import Callable
 from engine.errors import UserError
 
 
-def quiet_libraries() -> None:
-    """Keep the terminal for our own progress: no per-weight loading bars or library chatter."""
+def prepare_process(flush_denormals: bool = True) -> None:
+    """What every entry point does first: keep the terminal for our own progress (no per-weight loading bars or
+    library chatter) and set the CPU's subnormal handling before torch starts its thread pool."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore", category=FutureWarning, module="torch.distributed")
     import torch
@@ -22,11 +23,14 @@ def quiet_libraries() -> None:
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
+    from engine.speed import flush_subnormals
+
+    flush_subnormals(flush_denormals)
 
 
 def run_cli(main: Callable[[], object]) -> int:
     """Run `main`; a UserError becomes one line on stderr and exit code 2, no traceback."""
-    quiet_libraries()
+    prepare_process()
     try:
         main()
     except UserError as err:

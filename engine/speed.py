@@ -19,6 +19,15 @@ def configure_backends(device: torch.device, dtype: torch.dtype) -> None:
         torch.backends.cudnn.benchmark = True
 
 
+def flush_subnormals(enabled: bool = True) -> None:
+    """Treat subnormal floats (below 1.2e-38 in fp32/bf16) as zero in CPU arithmetic (FTZ/DAZ), as TensorFlow does
+    by default. Training sharpens the attention softmaxes, more and more probabilities underflow into the subnormal
+    range, and x86 handles those on a slow path: without this a CPU training step at lr 0.01 grew from ~1.1 s to
+    ~1.6 s within 24 steps (benchmarks/subnormals.py). The setting is per thread and torch's worker threads copy it
+    when they start, so entry points call this before any tensor work. Values this small change no result."""
+    torch.set_flush_denormal(enabled)
+
+
 def choose_attention(device: torch.device, dtype: torch.dtype) -> None:
     """The backbone always attends through SDPA; this picks its kernels for training. On CPUs in bf16/fp16 only the
     math kernel (matmul-softmax-matmul) stays enabled: torch's CPU flash-attention backward is slower there
