@@ -109,6 +109,24 @@ def test_cached_prompt_gives_the_joint_pass_outputs_and_gradients(dtype):
         torch.testing.assert_close(cached[1][name], grad, rtol=grad_tolerance, atol=grad_tolerance * scale)
 
 
+def test_cached_prompt_matches_the_joint_pass_with_rotary_positions():
+    """LLaMA-style backbones take positions through rotary embeddings: the cache path must give them the same
+    position ids as the joint pass."""
+    torch.manual_seed(0)
+    backbone = load_backbone("LLAMA", llm_init="random", llm_layers=2, llm_dim=64)
+    model = TimeLLM(backbone, description="test data", seq_len=48, pred_len=12, d_model=8, n_heads=2, d_ff=16,
+                    patch_len=8, stride=8, num_tokens=50, dropout=0.1).eval()
+    assert model.causal_llm
+    x = torch.randn(5, 48, 1) * 3 + 1
+    cached = _forward_backward(model, x, autocast=False)
+    model.causal_llm = False
+    joint = _forward_backward(model, x, autocast=False)
+    torch.testing.assert_close(cached[0], joint[0], rtol=1e-5, atol=1e-5)
+    scale = max(grad.abs().max().item() for grad in joint[1].values())
+    for name, grad in joint[1].items():
+        torch.testing.assert_close(cached[1][name], grad, rtol=1e-4, atol=1e-4 * scale)
+
+
 def test_only_decoder_backbones_count_as_causal():
     assert is_causal(load_backbone("GPT2", llm_init="random", llm_layers=1, llm_dim=64).model)
     assert not is_causal(load_backbone("MiniLM", llm_layers=1).model)  # bidirectional: the prompt sees the patches
