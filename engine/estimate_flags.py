@@ -12,8 +12,8 @@ def add_estimator_arguments(parser: argparse.ArgumentParser) -> None:
                        help="optimizer steps run first and left out of the statistics (compilation, caches)")
     group.add_argument("--measure_batches", type=int, default=10, help="timed optimizer steps (at least)")
     group.add_argument("--measure_seconds", type=float, default=5.0,
-                       help="keep timing steps beyond --measure_batches until this much time is measured (short "
-                            "steps: a few hundred ms of samples would project the machine's passing mood)")
+                       help="keep timing steps beyond --measure_batches until this much time is measured: ten short "
+                            "steps sample too little of the machine to project from")
     group.add_argument("--eval_batches", type=int, default=3,
                        help="timed validation batches (the whole pass when the split has no more)")
     group.add_argument("--output", default="", help="also write the estimate as JSON to this file")

@@ -124,6 +124,7 @@ class StatisticsPrompt(nn.Module):
         table = torch.tensor([ids + [pad] * (width - len(ids)) for ids in rows], dtype=torch.long)
         self.register_buffer("table", table, persistent=False)
         self.register_buffer("row_lengths", torch.tensor([len(r) for r in rows]), persistent=False)
+        self.register_buffer("slot_offsets", torch.tensor(self.offsets[1:]), persistent=False)  # after the head
         self.length = sum(self.max_lengths)  # static prompt length (left-padded to it)
 
     def _verify(self, tokenizer: PreTrainedTokenizerBase, trials: int = 48) -> None:
@@ -192,7 +193,7 @@ class StatisticsPrompt(nn.Module):
     def _assemble(self, slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[head ; padding ; the rest in order]: the padding sits after the head, so the head keeps the same positions
         in every row (position ids count valid tokens only, and padding is masked out)."""
-        rows = slots[:, 1:].to(self.table.device) + torch.tensor(self.offsets[1:], device=self.table.device)
+        rows = slots[:, 1:].to(self.table.device) + self.slot_offsets  # no host-to-device copy per forward
         ids = self.table[rows]  # [B, pieces - 1, width]
         valid = torch.arange(ids.shape[-1], device=ids.device) < self.row_lengths[rows].unsqueeze(-1)
         ids, valid = ids.flatten(1), valid.flatten(1)

@@ -75,6 +75,14 @@ def _forward_backward(model: TimeLLM, x: torch.Tensor, autocast: bool) -> tuple[
     return out.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
+def _assert_same_gradients(got: dict, expected: dict, tolerance: float) -> None:
+    """Summation order differs, so gradients agree to the tolerance relative to the largest gradient element (some
+    parameters, e.g. the query bias before a softmax, get gradients that are zero up to rounding)."""
+    scale = max(grad.abs().max().item() for grad in expected.values())
+    for name, grad in expected.items():
+        torch.testing.assert_close(got[name], grad, rtol=tolerance, atol=tolerance * scale)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_cached_prompt_gives_the_joint_pass_outputs_and_gradients(dtype):
     """With a causal backbone the description's keys/values are computed once, the rest of the prompt runs without
@@ -101,12 +109,7 @@ def test_cached_prompt_gives_the_joint_pass_outputs_and_gradients(dtype):
     tolerance = 1e-5 if dtype == torch.float32 else 2e-2
     torch.testing.assert_close(cached[0], joint[0], rtol=tolerance, atol=tolerance)
     torch.testing.assert_close(cached_eval, joint_eval, rtol=tolerance, atol=tolerance)
-    # summation order differs, so gradients agree to the tolerance relative to the largest gradient element (some
-    # parameters, e.g. the query bias before a softmax, get gradients that are zero up to rounding)
-    grad_tolerance = 1e-4 if dtype == torch.float32 else 2e-2
-    scale = max(grad.abs().max().item() for grad in joint[1].values())
-    for name, grad in joint[1].items():
-        torch.testing.assert_close(cached[1][name], grad, rtol=grad_tolerance, atol=grad_tolerance * scale)
+    _assert_same_gradients(cached[1], joint[1], 1e-4 if dtype == torch.float32 else 2e-2)
 
 
 def test_cached_prompt_matches_the_joint_pass_with_rotary_positions():
@@ -122,9 +125,7 @@ def test_cached_prompt_matches_the_joint_pass_with_rotary_positions():
     model.causal_llm = False
     joint = _forward_backward(model, x, autocast=False)
     torch.testing.assert_close(cached[0], joint[0], rtol=1e-5, atol=1e-5)
-    scale = max(grad.abs().max().item() for grad in joint[1].values())
-    for name, grad in joint[1].items():
-        torch.testing.assert_close(cached[1][name], grad, rtol=1e-4, atol=1e-4 * scale)
+    _assert_same_gradients(cached[1], joint[1], 1e-4)
 
 
 def test_only_decoder_backbones_count_as_causal():
