@@ -3,12 +3,17 @@
     python benchmarks/estimator_accuracy.py                       # tiny, then etth1-gpt2-6l
     python benchmarks/estimator_accuracy.py --config tiny --repeat 3
     python benchmarks/estimator_accuracy.py --config etth1-gpt2-6l -- --mixed_precision bf16   # extra flags
+    python benchmarks/estimator_accuracy.py --config tiny --csv exchange_rate.csv --repeat 3   # other data
 
 Each configuration runs twice as a user would run it, in fresh processes: first the estimator, then run_main.py
 with the same flags (outputs in a temporary folder, removed afterwards). The run's results.json holds the
 measured training seconds of each epoch (timing.train_epoch_s, what the estimator projects) and the fit + test
-seconds (timing.total_s). The last line per configuration reads
-`estimator accuracy <config>: train epochs <err>% (epoch 1 <err>%, later <err>%), fit+test <err>% | device`.
+seconds (timing.total_s). With --repeat N the pairs run one after the other (estimate, run, estimate, run, ...),
+so a slow or fast spell of the machine falls on both sides alike, and a summary per configuration separates the
+estimator's own error (mean projected against mean measured) from the machine's (how far the identical runs
+spread). The last line per configuration reads
+`estimator accuracy <config> on <data>: mean <err>% over N pairs (pairs <min>%..<max>%), fit+test <err>%; identical runs
+spread ±<s>% | device`.
 """
 
 from __future__ import annotations
@@ -55,15 +60,18 @@ def error_pct(projected: float, measured: float) -> float:
     return 100.0 * (projected - measured) / measured
 
 
-def data_flags(root_path: str, rows: int, folder: Path) -> list[str]:
-    """ETTh1 itself, or its first `rows` rows copied into the temporary folder as a custom CSV."""
+def data_flags(root_path: str, csv: str, rows: int, folder: Path) -> tuple[list[str], str]:
+    """(flags, label): ETTh1 with its own split, another CSV as --data custom, or the first `rows` rows of either
+    copied into the temporary folder as a custom CSV."""
     if not rows:
-        return ["--root_path", root_path]
-    source = Path(root_path) / "ETTh1.csv"
-    with source.open(encoding="utf-8") as src:
+        if csv == "ETTh1.csv":
+            return ["--root_path", root_path], "ETTh1"
+        return ["--data", "custom", "--root_path", root_path, "--data_path", csv], f"{csv} (custom)"
+    with (Path(root_path) / csv).open(encoding="utf-8") as src:
         head = [line for _, line in zip(range(rows + 1), src, strict=False)]
-    (folder / "ETTh1_head.csv").write_text("".join(head), encoding="utf-8")
-    return ["--data", "custom", "--root_path", str(folder), "--data_path", "ETTh1_head.csv"]
+    (folder / f"head_{csv}").write_text("".join(head), encoding="utf-8")
+    return (["--data", "custom", "--root_path", str(folder), "--data_path", f"head_{csv}"],
+            f"{csv} first {rows} rows (custom)")
 
 
 def measure(name: str, flags: list[str], folder: Path) -> dict:
@@ -96,34 +104,77 @@ def report(m: dict) -> str:
                  f"measured {m['measured_fit_test_s']:.1f} s ({fit:+.1f}%)")
     lines.append(f"  estimator took {m['estimator_wall_s']:.1f} s; the run took {m['run_wall_s']:.1f} s "
                  f"(projected {m['projected_wall_s']:.1f} s without process start-up)")
-    lines.append(f"estimator accuracy {m['config']}: train epochs {total:+.1f}% (epoch 1 {first:+.1f}%, "
-                 f"later {later:+.1f}%), fit+test {fit:+.1f}% | {m['device']}")
+    lines.append(f"pair: train epochs {total:+.1f}% (epoch 1 {first:+.1f}%, later {later:+.1f}%), "
+                 f"fit+test {fit:+.1f}%")
+    return "\n".join(lines)
+
+
+def spread_pct(values: list[float]) -> float:
+    """Half the range, in percent of the mean: ±x% covers every value."""
+    return 100.0 * (max(values) - min(values)) / 2 / (sum(values) / len(values))
+
+
+def noise_floor(measured: list[float]) -> list[float]:
+    """Error of predicting each run by the mean of the others: what the machine alone contributes."""
+    total = sum(measured)
+    return [error_pct((total - m) / (len(measured) - 1), m) for m in measured]
+
+
+def summarize(pairs: list[dict]) -> str:
+    """The estimator's own error (means of both sides) beside the machine's (the spread of identical runs)."""
+    projected = [sum(m["projected_epochs"]) for m in pairs]
+    measured = [sum(m["measured_epochs"]) for m in pairs]
+    errors = [error_pct(p, r) for p, r in zip(projected, measured, strict=True)]
+    mean_error = error_pct(sum(projected), sum(measured))
+    fit = error_pct(sum(m["projected_fit_test_s"] for m in pairs), sum(m["measured_fit_test_s"] for m in pairs))
+    name, device = f"{pairs[0]['config']} on {pairs[0]['data']}", pairs[0]["device"]
+    lines = [f"{name}: {len(pairs)} estimate -> run pair(s), training seconds over all epochs",
+             "  pair  projected  measured   error"]
+    lines += [f"  {i + 1:>4}  {p:>9.2f}  {r:>8.2f}  {e:+6.1f}%"
+              for i, (p, r, e) in enumerate(zip(projected, measured, errors, strict=True))]
+    lines.append(f"  means: projected {sum(projected) / len(pairs):.2f} s, measured {sum(measured) / len(pairs):.2f} s "
+                 f"({mean_error:+.1f}%); fit + test {fit:+.1f}%")
+    lines.append(f"  the identical runs took {min(measured):.2f}-{max(measured):.2f} s (±{spread_pct(measured):.1f}%), "
+                 f"the estimates projected {min(projected):.2f}-{max(projected):.2f} s (±{spread_pct(projected):.1f}%)")
+    if len(pairs) > 2:
+        floor = noise_floor(measured)
+        lines.append(f"  noise floor: each run predicted by the mean of the other identical runs is off by "
+                     f"{min(floor):+.1f}%..{max(floor):+.1f}% (the machine alone)")
+    lines.append(f"estimator accuracy {name}: mean {mean_error:+.1f}% over {len(pairs)} pair(s) (pairs "
+                 f"{min(errors):+.1f}%..{max(errors):+.1f}%), fit+test {fit:+.1f}%; identical runs spread "
+                 f"±{spread_pct(measured):.1f}% | {device}")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", choices=[*CONFIGS, "all"], default="all")
-    parser.add_argument("--root_path", default=str(SHARED_DATA), help="folder holding ETTh1.csv")
+    parser.add_argument("--root_path", default=str(SHARED_DATA), help="folder holding the CSV")
+    parser.add_argument("--csv", default="ETTh1.csv",
+                        help="data file in --root_path: ETTh1.csv (its 12/4/4-month split) or any CSV with a date "
+                             "column first and the target OT (as --data custom, 70/10/20)")
     parser.add_argument("--repeat", type=int, default=1, help="estimate + run pairs per configuration")
     parser.add_argument("--rows", type=int, default=-1,
-                        help="read the first N rows of ETTh1 as --data custom (0: the whole file as --data ETTh1; "
-                             "default: per configuration, see ROWS)")
+                        help="read the first N rows of the CSV as --data custom (0: the whole file; default: per "
+                             "configuration, see ROWS)")
     parser.add_argument("--json", default="", help="also write every measurement to this file")
     parser.add_argument("extra", nargs="*", help="flags added to every run (after --)")
     args = parser.parse_args()
-    if not (Path(args.root_path) / "ETTh1.csv").is_file():
-        sys.exit(f"--root_path {args.root_path}: no ETTh1.csv there")
+    if not (Path(args.root_path) / args.csv).is_file():
+        sys.exit(f"--csv {args.csv}: no such file in --root_path {args.root_path}")
     names = list(CONFIGS) if args.config == "all" else [args.config]
     results = []
     for name in names:
+        pairs = []
         for _ in range(args.repeat):
             rows = ROWS[name] if args.rows < 0 else args.rows
             with tempfile.TemporaryDirectory(prefix="estimator-accuracy-") as folder:
-                flags = [*CONFIGS[name], *data_flags(args.root_path, rows, Path(folder)), *args.extra]
-                results.append(measure(name, flags, Path(folder)))
-                results[-1]["data"] = f"ETTh1 first {rows} rows (custom)" if rows else "ETTh1"
-            print(report(results[-1]), flush=True)
+                data, label = data_flags(args.root_path, args.csv, rows, Path(folder))
+                pairs.append(measure(name, [*CONFIGS[name], *data, *args.extra], Path(folder)))
+                pairs[-1]["data"] = label
+            print(report(pairs[-1]), flush=True)
+        print(summarize(pairs), flush=True)
+        results += pairs
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

@@ -72,7 +72,7 @@ def format_report(report: dict[str, Any]) -> str:
         f"  split     waiting for data {1000 * m['data_wait_s']:.2f} ms ({100 * m['data_wait_s'] / step['mean']:.1f}%)"
         f" | compute {m['compute_s']:.4f} s",
         f"  speed     {speed}",
-        f"  warm-up   +{m['warmup_extra_s']:.2f} s over steady state, charged to epoch 1",
+        f"  warm-up   +{m['warmup_extra_s']:.2f} s above the slowest timed step, charged to epoch 1",
         f"  eval      {len(m['eval']['batch_s'])} batch(es) in {m['eval']['timed_pass_s']:.2f} s (first "
         f"{m['eval']['batch_s'][0]:.3f} s), then {1000 * m['eval']['steady_sample_s']:.2f} ms/sample -> "
         f"validation pass {duration(p['val_pass_s'])}, test pass {duration(p['test_pass_s'])}",

@@ -234,7 +234,16 @@ def test_estimate_json_schema(estimate):
 def test_warmup_is_excluded_from_the_statistics(estimate):
     m = estimate["report"]["measured"]
     assert len(m["warmup_step_s"]) == 2 and m["step_s"]["n"] == 3
-    assert m["warmup_extra_s"] == pytest.approx(max(0.0, sum(m["warmup_step_s"]) - 2 * m["step_s"]["mean"]))
+    assert m["warmup_extra_s"] == pytest.approx(sum(max(0.0, w - m["step_s"]["max"]) for w in m["warmup_step_s"]))
+
+
+def test_warmup_charge_is_the_excess_over_the_slowest_timed_step():
+    """Warm-up steps at the timed steps' speed cost nothing extra; only what exceeds the slowest timed step counts."""
+    from engine.estimate import TrainTiming
+
+    timing = TrainTiming(step_s=[1.0, 1.2, 0.8], data_wait_s=[0.0] * 3, warmup_s=[3.0, 1.15, 1.1])
+    assert timing.warmup_extra_s == pytest.approx(3.0 - 1.2)
+    assert TrainTiming(step_s=[1.0], data_wait_s=[0.0], warmup_s=[]).warmup_extra_s == 0.0
 
 
 def test_a_slow_first_step_lands_in_the_warmup(ett_root, monkeypatch):
@@ -264,7 +273,8 @@ def test_a_slow_first_step_lands_in_the_warmup(ett_root, monkeypatch):
     timing = time_training(setup, accelerator, cfg, warmup=1, measure=3)
     assert len(calls) == 4 and len(timing.step_s) == 3 and len(timing.warmup_s) == 1
     assert timing.warmup_s[0] >= 2.0
-    assert timing.warmup_extra_s >= 2.0 - timing.mean_step_s
+    assert timing.warmup_extra_s == pytest.approx(timing.warmup_s[0] - max(timing.step_s))
+    assert timing.warmup_extra_s >= 2.0 - max(timing.step_s)
     assert max(timing.step_s) < timing.warmup_s[0]
 
 
