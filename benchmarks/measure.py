@@ -222,8 +222,6 @@ class Bench:
             items["prompt as a no-grad prefix (off: one joint pass)"] = lambda: attribute(model, "causal_llm", False)
         if self.device.type == "cpu":
             items["large host tensors kept in the heap (off: glibc defaults)"] = lambda: host_memory_defaults()
-            items["contiguous transposed words for the mapping (off: the embedding's layout)"] = lambda: attribute(
-                model, "_transposed_words", lambda: llm.get_input_embeddings().weight.t())
         if self.dtype != torch.float32:
             items["frozen backbone in compute dtype (off: fp32 weights)"] = lambda: backbone_dtype(llm, torch.float32)
         return items

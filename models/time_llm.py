@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import torch
 from torch import nn
 from transformers import DynamicCache
@@ -43,7 +40,7 @@ class TimeLLM(nn.Module):
         self.reprogramming = Reprogramming(d_model, n_heads, d_ff, d_llm, dropout)
         self.head = FlattenHead(d_ff * self.num_patches, pred_len, dropout)
         self._cached_prototypes: torch.Tensor | None = None
-        self._derived: dict[str, tuple[tuple, Any]] = {}  # values computed from the frozen backbone, see _frozen
+        self._head_kv: tuple[tuple, list[tuple[torch.Tensor, torch.Tensor]]] | None = None  # (weights, per layer)
 
     @property
     def sequence_length(self) -> int:
@@ -59,34 +56,14 @@ class TimeLLM(nn.Module):
         constant = not self.training and not torch.is_grad_enabled()
         if constant and self._cached_prototypes is not None:
             return self._cached_prototypes
-        words_t = self._transposed_words()
+        words = self.llm.get_input_embeddings().weight  # [vocab, d_llm], frozen
         weight, bias = self.mapping.weight, self.mapping.bias
-        if not torch.is_autocast_enabled(words_t.device.type):
-            words_t = words_t.to(weight.dtype)
-        result = torch.addmm(bias.unsqueeze(1), weight, words_t.t())
+        if not torch.is_autocast_enabled(words.device.type):
+            words = words.to(weight.dtype)
+        result = torch.addmm(bias.unsqueeze(1), weight, words)
         if constant:
             self._cached_prototypes = result
         return result
-
-    def _frozen(self, name: str, compute: Callable[[], Any]) -> Any:
-        """A value derived from the frozen backbone, computed once without autograd; computed again when the weights
-        are moved, cast or loaded in place (the word embeddings stand for them all)."""
-        words = self.llm.get_input_embeddings().weight
-        key = (words.device, words.dtype, words.data_ptr(), words._version)
-        cached = self._derived.get(name)
-        if cached is None or cached[0] != key:
-            with torch.no_grad():
-                cached = self._derived[name] = (key, compute())
-        return cached[1]
-
-    def _transposed_words(self) -> torch.Tensor:
-        """[d_llm, vocab]: the frozen word embeddings as the mapping's weight gradient (grad @ words^T) reads them.
-        On CPUs a contiguous copy is kept, so that matmul streams memory in order (measured ~1.6x faster for
-        GPT-2's 50257 x 768 in bf16); GPU matmuls take either layout at full speed, so there it is a view."""
-        words = self.llm.get_input_embeddings().weight
-        if words.device.type != "cpu":
-            return words.t()
-        return self._frozen("words_t", lambda: words.t().contiguous())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, seq_len, n_vars = x.shape
@@ -140,14 +117,20 @@ class TimeLLM(nn.Module):
     def _head_cache(self, rows: int) -> DynamicCache:
         """A key/value cache holding the prompt head for `rows` rows; the head's pass runs once per weights."""
         cache = DynamicCache(config=self.llm.config)
-        for i, (keys, values) in enumerate(self._frozen("head_kv", self._head_keys_values)):
+        for i, (keys, values) in enumerate(self._head_keys_values()):
             cache.update(keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1), i)
         return cache
 
     def _head_keys_values(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The head's keys and values per layer, computed without autograd; computed again when the frozen weights
+        are moved, cast or loaded in place (the word embeddings stand for them all)."""
         embed = self.llm.get_input_embeddings()
-        ids = self.prompt.head_ids().to(embed.weight.device).unsqueeze(0)
-        with eval_attention():
-            out = self.llm(inputs_embeds=embed(ids), use_cache=True,
-                           position_ids=torch.arange(ids.shape[1], device=ids.device).unsqueeze(0))
-        return [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        words = embed.weight
+        key = (words.device, words.dtype, words.data_ptr(), words._version)
+        if self._head_kv is None or self._head_kv[0] != key:
+            ids = self.prompt.head_ids().to(words.device).unsqueeze(0)
+            with torch.no_grad(), eval_attention():
+                out = self.llm(inputs_embeds=embed(ids), use_cache=True,
+                               position_ids=torch.arange(ids.shape[1], device=ids.device).unsqueeze(0))
+            self._head_kv = (key, [(layer.keys, layer.values) for layer in out.past_key_values.layers])
+        return self._head_kv[1]

@@ -134,8 +134,8 @@ def test_only_decoder_backbones_count_as_causal():
 
 
 def test_mapping_follows_word_embeddings_loaded_in_place():
-    """The CPU keeps a transposed copy of the frozen word embeddings for the mapping; loading other weights into
-    them must not leave it stale."""
+    """The prototypes follow weights loaded in place into the frozen word embeddings (nothing derived from them is
+    left stale)."""
     model, _ = model_pair(torch.float32)
     before = model.prototypes().clone()
     words = model.llm.get_input_embeddings().weight
