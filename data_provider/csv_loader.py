@@ -23,12 +23,23 @@ class Series:
 def read_series(path: Path, *, date_column: str | None, target: str, features: str, fillna: str,
                 drop_columns: tuple[str, ...] = ()) -> Series:
     """Columns kept: the target alone for S, else every variable with the target moved last."""
+    return series_from_frame(read_frame(path), path, date_column=date_column, target=target, features=features,
+                             fillna=fillna, drop_columns=drop_columns)
+
+
+def read_frame(path: Path) -> pd.DataFrame:
+    """The file as a table (the file-format part: existence, parsing, encoding)."""
     if not path.is_file():
         raise UserError(f"data file not found: {path} (set --root_path/--data_path; see README 'Datasets')")
     try:
-        frame = pd.read_csv(path)
+        return pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise UserError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from None
+
+
+def series_from_frame(frame: pd.DataFrame, path: Path | str, *, date_column: str | None, target: str, features: str,
+                      fillna: str, drop_columns: tuple[str, ...] = ()) -> Series:
+    """Validate a table of dates and variables (the content part); `path` names it in errors."""
     if frame.shape[1] < 2:
         raise UserError(f"{path}: needs a date column followed by at least one variable")
 
