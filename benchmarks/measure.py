@@ -79,7 +79,7 @@ class Bench:
         self.device = self.accelerator.device
         self.dtype = compute_dtype(self.accelerator)
         tokenizer = load_tokenizer(self.cfg.llm_model, llm_path=self.cfg.llm_path,
-                                   allow_download=self.cfg.allow_download)
+                                   allow_download=self.cfg.allow_download, llm_init=self.cfg.llm_init)
         self.reference = ReferenceTimeLLM(self.setup.raw_model, tokenizer,
                                           prompt_description(self.cfg, self.setup.data), seq_len=self.cfg.seq_len,
                                           pred_len=self.cfg.pred_len, dropout=self.cfg.dropout, dtype=self.dtype)

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from data_provider.csv_loader import read_series
 from data_provider.m4 import M4Data, build_m4_data
 from data_provider.registry import describe, get_spec, resolve_path
+from data_provider.seasonality import season_from_dates
 from data_provider.splits import SPLITS, Borders, check_lengths, compute_borders
 from data_provider.timefeatures import feature_names, time_features
 from data_provider.windows import WindowDataset, collate_batch
@@ -32,6 +33,7 @@ class DataBundle:
     freq: str
     datasets: dict[str, WindowDataset]
     seasonality: int = 1  # for --loss MASE
+    season_length: int = 1  # steps per season of the scored data, for the seasonal naive baseline
     test_data: DataBundle | None = None  # zero-shot: the dataset the test split comes from
 
     def summary(self) -> dict:
@@ -64,7 +66,8 @@ def build_zero_shot(cfg: Config, *, with_time_features: bool = False) -> DataBun
     source = build_csv_data(source_cfg, with_time_features=with_time_features)
     target = build_csv_data(cfg, with_time_features=with_time_features)
     return dataclasses.replace(source, datasets={"train": source.datasets["train"], "val": source.datasets["val"],
-                                                 "test": target.datasets["test"]}, test_data=target)
+                                                 "test": target.datasets["test"]}, test_data=target,
+                               season_length=target.season_length)
 
 
 def build_csv_data(cfg: Config, *, with_time_features: bool = False) -> DataBundle:
@@ -102,7 +105,8 @@ def build_csv_data(cfg: Config, *, with_time_features: bool = False) -> DataBund
                                         marks=None if marks is None else marks[a:b])
     return DataBundle(path=path, columns=series.columns, n_vars=1 if channel_independent else n_columns,
                       borders=borders, mean=mean, std=std, description=describe(cfg.data, path),
-                      freq=freq, datasets=datasets)
+                      freq=freq, datasets=datasets,
+                      season_length=cfg.season_length or season_from_dates(series.dates))
 
 
 def build_loaders(cfg: Config, data: DataBundle) -> dict[str, DataLoader]:

@@ -5,13 +5,18 @@ columns M4id and SP, plus training.npz / test.npz holding one array per series i
 competition CSVs (<P>-train.csv and <P>-test.csv, optionally in Train/ and Test/: an id column, then the
 values, NaN-padded on the right).
 
-Windows: training cuts each series at a random point among its last history_size x horizon admissible
-cut points each time the series is drawn (as the Time-Series-Library does), but only where the whole
-horizon lies inside the history, so no target is padded. Inputs shorter than seq_len are padded on the
-left with the first observed value (the library pads zeros, which RevIN would read as a level shift);
-`x_mask` marks the observed steps. Validation forecasts the last horizon of each training series from
-the values before it; the test forecasts the test horizon from the end of the training series (the
-library validates on the test set instead).
+Windows: validation forecasts the last horizon of each training series from the values before it, and that
+horizon is held out of training. Training cuts each series (without its validation horizon) at a random point
+among its last history_size x horizon admissible cut points each time the series is drawn (as the
+Time-Series-Library does), but only where the whole horizon lies inside the history, so no target is padded;
+a series too short to keep one input value before such a horizon is validated and tested but not trained on.
+Inputs shorter than seq_len are padded on the left with the first observed value (the library pads zeros, which
+RevIN would read as a level shift); `x_mask` marks the observed steps. The test forecasts the test horizon from
+the end of the whole training series (the library validates on the test set instead).
+
+Naive2, the benchmark OWA is relative to, is read from `submission-Naive2.csv` (the competition's own
+forecasts, as the Time-Series-Library ships them) when that file is in the folder, else computed
+(engine/m4_metrics.py).
 """
 
 from __future__ import annotations
@@ -70,13 +75,15 @@ def _load_npz(path: Path) -> np.ndarray:
     return loaded
 
 
-def load_pattern(root_path: str, pattern: str) -> tuple[list[np.ndarray], list[np.ndarray], Path]:
-    """(training series, test horizons, folder) of one seasonal pattern, in file order."""
+def load_pattern(root_path: str, pattern: str) -> tuple[list[np.ndarray], list[np.ndarray], list[str], Path]:
+    """(training series, test horizons, series ids, folder) of one seasonal pattern, in file order."""
     folder = m4_folder(root_path)
     info, train_npz, test_npz = folder / "M4-info.csv", folder / "training.npz", folder / "test.npz"
     if info.is_file() and train_npz.is_file() and test_npz.is_file():
-        sp = pd.read_csv(info)["SP"].to_numpy()
+        info_frame = pd.read_csv(info)
+        sp = info_frame["SP"].to_numpy()
         keep = np.flatnonzero(sp == pattern)
+        ids = [str(i) for i in info_frame["M4id"].to_numpy()[keep]] if "M4id" in info_frame else []
         train_all, test_all = _load_npz(train_npz), _load_npz(test_npz)
         if len(train_all) != len(sp) or len(test_all) != len(sp):
             raise UserError(f"{folder}: training.npz/test.npz hold {len(train_all)}/{len(test_all)} series but "
@@ -91,6 +98,7 @@ def load_pattern(root_path: str, pattern: str) -> tuple[list[np.ndarray], list[n
             raise UserError(f"--data m4 --seasonal_patterns {pattern}: neither M4-info.csv + training.npz + "
                             f"test.npz nor {pattern}-train.csv + {pattern}-test.csv found in {folder}")
         train, test = _read_csv_series(found[0]), _read_csv_series(found[1])
+        ids = [str(i) for i in pd.read_csv(found[0], usecols=[0]).iloc[:, 0]]
     if not train:
         raise UserError(f"{folder}: no {pattern} series")
     if len(train) != len(test):
@@ -104,7 +112,23 @@ def load_pattern(root_path: str, pattern: str) -> tuple[list[np.ndarray], list[n
     if too_short:
         raise UserError(f"{folder}: {len(too_short)} {pattern} training series have at most {horizon} values "
                         f"(e.g. series {too_short[0]}); each needs more than one horizon")
-    return train, test, folder
+    return train, test, ids, folder
+
+
+def official_naive2(folder: Path, ids: list[str], horizon: int) -> np.ndarray | None:
+    """The competition's Naive2 forecasts [series, horizon] of these series, when submission-Naive2.csv is there."""
+    path = folder / "submission-Naive2.csv"
+    if not path.is_file() or not ids:
+        return None
+    frame = pd.read_csv(path, index_col=0)
+    missing = [i for i in ids if i not in frame.index]
+    if missing:
+        raise UserError(f"{path}: no Naive2 forecast for {len(missing)} series (e.g. {missing[0]}); remove the file "
+                        "to compute Naive2 instead")
+    values = frame.loc[ids].to_numpy(dtype=np.float64)[:, :horizon]
+    if np.isnan(values).any():
+        raise UserError(f"{path}: Naive2 forecasts shorter than the horizon {horizon}")
+    return values
 
 
 def left_window(history: np.ndarray, seq_len: int) -> tuple[np.ndarray, np.ndarray]:
@@ -125,7 +149,10 @@ class M4TrainWindows(Dataset):
     """One sample per series per epoch, cut at a random admissible point each time it is drawn."""
 
     def __init__(self, series: list[np.ndarray], seq_len: int, pred_len: int, history_size: float) -> None:
-        self.series, self.seq_len, self.pred_len = series, seq_len, pred_len
+        """`series`: the histories training may see (validation horizons already removed); those without room for
+        one input value before a horizon are left out."""
+        self.series = [s for s in series if len(s) > pred_len]
+        self.seq_len, self.pred_len = seq_len, pred_len
         self.limit = int(history_size * pred_len)
 
     def __len__(self) -> int:
@@ -175,11 +202,13 @@ class M4Data:
     description: str
     freq: str
     datasets: dict[str, Dataset]
+    naive2: np.ndarray | None = None  # the competition's Naive2 forecasts of the test horizons, when shipped
     columns: tuple[str, ...] = ("value",)
     n_vars: int = 1
 
     def summary(self) -> dict:
         return {"path": str(self.path), "seasonal_pattern": self.pattern, "series": len(self.train_series),
+                "naive2": "submission-Naive2.csv" if self.naive2 is not None else "computed",
                 "horizon": len(self.test_series[0]), "seasonality": self.seasonality,
                 "samples": {s: len(d) for s, d in self.datasets.items()}, "freq": self.freq}
 
@@ -189,12 +218,12 @@ _FREQ = {"Yearly": "y", "Quarterly": "q", "Monthly": "m", "Weekly": "w", "Daily"
 
 def build_m4_data(root_path: str, pattern: str, seq_len: int, pred_len: int) -> M4Data:
     spec = PATTERNS[pattern]
-    train, test, folder = load_pattern(root_path, pattern)
+    train, test, ids, folder = load_pattern(root_path, pattern)
     datasets = {
-        "train": M4TrainWindows(train, seq_len, pred_len, spec.history_size),
+        "train": M4TrainWindows([s[:-pred_len] for s in train], seq_len, pred_len, spec.history_size),
         "val": M4FixedWindows([s[:-pred_len] for s in train], [s[-pred_len:] for s in train], seq_len),
         "test": M4FixedWindows(train, test, seq_len),
     }
     return M4Data(path=folder, pattern=pattern, train_series=train, test_series=test, seasonality=spec.seasonality,
                   description=f"{DESCRIPTION} This subset is {pattern.lower()}.", freq=_FREQ[pattern],
-                  datasets=datasets)
+                  datasets=datasets, naive2=official_naive2(folder, ids, spec.horizon))

@@ -14,6 +14,8 @@ from engine.accelerator import compute_dtype
 from engine.config import Config
 from engine.errors import UserError
 from engine.optim import build_optimizer, effective_lr
+from engine.recipes import REFERENCE_DESCRIPTION, is_reference
+from engine.recipes import summary as recipe_summary
 from engine.schedules import build_scheduler, schedule_params
 from engine.speed import compile_regions, configure_backends
 from engine.wavelet_options import wavelet_parts
@@ -22,8 +24,9 @@ from models.time_llm import TimeLLM
 
 
 def prompt_description(cfg: Config, data: DataBundle) -> str:
+    """The dataset's own description; under --recipe reference the reference's one sentence about ETT."""
     if not cfg.prompt_domain:
-        return data.description
+        return REFERENCE_DESCRIPTION if is_reference(cfg) else data.description
     if cfg.content:
         return cfg.content
     path = Path(cfg.prompt_bank_dir) / f"{cfg.data}.txt"
@@ -42,7 +45,8 @@ def build_model(cfg: Config, data: DataBundle, dtype: torch.dtype = torch.float3
     model = TimeLLM(backbone, description=prompt_description(cfg, data), seq_len=cfg.seq_len,
                     pred_len=cfg.pred_len, d_model=cfg.d_model, n_heads=cfg.n_heads, d_ff=cfg.d_ff,
                     patch_len=cfg.patch_len, stride=cfg.stride, num_tokens=cfg.num_tokens, dropout=cfg.dropout,
-                    use_llm=cfg.llm_model.lower() != "none", **wavelet_parts(cfg))
+                    use_llm=cfg.llm_model.lower() != "none", **wavelet_parts(cfg),
+                    prompt_style="reference" if is_reference(cfg) else "default")
     if cfg.gradient_checkpointing:
         backbone.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     limit = getattr(backbone.model.config, "max_position_embeddings", None)
@@ -84,6 +88,8 @@ def build_training(cfg: Config, accelerator: Accelerator) -> TrainingSetup:
         accelerator.print(f"--scale_lr: learning rate {cfg.learning_rate:g} x sqrt(global batch "
                           f"{cfg.batch_size * accelerator.num_processes * cfg.grad_accum} / {cfg.base_batch_size}) "
                           f"= {lr:.4g}")
+    if is_reference(cfg):
+        accelerator.print(recipe_summary(cfg, lr))
     optimizer = build_optimizer(cfg, model, lr)
     model, optimizer, train, val, test = accelerator.prepare(model, optimizer, loaders["train"], loaders["val"],
                                                              loaders["test"])

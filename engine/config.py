@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.errors import UserError
+from engine.recipes import REFERENCE_SCHEDULES, flag_defaults
 
 
 def _flag(default: Any, help: str, choices: list | None = None, group: str = "") -> Any:
@@ -58,6 +59,9 @@ class Config:
                                  group="data")
     device_data: bool = _flag(False, "keep the scaled series on the device and cut windows there by index "
                                      "(no DataLoader workers, no host-to-device copy per batch)", group="data")
+    season_length: int = _flag(0, "steps per season for the seasonal naive baseline (0: from the dates' sampling "
+                                  "step: a day of sub-daily data, a week of daily data, a year of weekly or "
+                                  "monthly data)", group="data")
     seasonal_patterns: str = _flag("Monthly", "M4 subset (with --data m4)",
                                    ["Yearly", "Quarterly", "Monthly", "Weekly", "Daily", "Hourly"], "data")
     data_pretrain: str = _flag("", "zero-shot: train and validate on this dataset, test on --data", group="data")
@@ -88,6 +92,11 @@ class Config:
                                         "when it is not found locally", group="model")
 
     # --- optimisation ---
+    recipe: str = _flag("default", "default: this project's recipe (the rates the flags say); reference: what the "
+                                   "reference Time-LLM code effectively runs (lr/25 and Adam beta1 0.95 under its "
+                                   "unstepped OneCycleLR, COS over 20 epochs, patience 10 or 20 on M4, a global "
+                                   "batch of 8 processes, its prompt wording), for comparisons with published numbers",
+                        ["default", "reference"], "optimization")
     itr: int = _flag(1, "repeat the experiment K times with seeds seed..seed+K-1", group="optimization")
     train_epochs: int = _flag(2, "training epochs", group="optimization")
     batch_size: int = _flag(32, "training batch size per process", group="optimization")
@@ -193,10 +202,13 @@ class Config:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise UserError(f"--{name} must be a positive integer, got {getattr(self, name)}")
-        for name in ["label_len", "enc_in", "num_workers", "max_train_steps", "llm_dim", "save_every_steps",
-                     "val_every_steps", "test_every", "warmup_epochs", "plot_windows"]:
+        for name in ["label_len", "season_length", "enc_in", "num_workers", "max_train_steps", "llm_dim",
+                     "save_every_steps", "val_every_steps", "test_every", "warmup_epochs", "plot_windows"]:
             if getattr(self, name) < 0:
                 raise UserError(f"--{name} must be >= 0, got {getattr(self, name)}")
+        if self.recipe == "reference" and self.lradj not in REFERENCE_SCHEDULES:
+            raise UserError(f"--lradj {self.lradj} does not exist in the reference code; with --recipe reference use "
+                            f"one of {', '.join(REFERENCE_SCHEDULES)}")
         if self.grad_accum < 1:
             raise UserError(f"--grad_accum must be >= 1, got {self.grad_accum}")
         if self.max_grad_norm < 0:
@@ -266,6 +278,14 @@ class Config:
         return dataclasses.asdict(self)
 
 
+class _Given(argparse.Action):
+    """Stores a flag's value and records that the command line gave it: recipes fill only the other flags."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+        namespace.given = {*getattr(namespace, "given", ()), self.dest}
+
+
 def build_parser(description: str) -> argparse.ArgumentParser:
     """One argparse flag per Config field, grouped as in the README."""
     parser = argparse.ArgumentParser(description=description,
@@ -275,14 +295,20 @@ def build_parser(description: str) -> argparse.ArgumentParser:
         meta = f.metadata
         group = groups.setdefault(meta["group"], parser.add_argument_group(meta["group"]))
         if f.type == "bool":
-            group.add_argument(f"--{f.name}", action="store_true", help=meta["help"])
+            group.add_argument(f"--{f.name}", action=_Given, nargs=0, const=True, default=False, help=meta["help"])
             continue
         kind = {"int": int, "float": float, "str": str}[f.type]
-        group.add_argument(f"--{f.name}", type=kind, default=f.default, choices=meta["choices"],
+        group.add_argument(f"--{f.name}", action=_Given, type=kind, default=f.default, choices=meta["choices"],
                            help=meta["help"])
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
+    """The validated Config of parsed flags; the --recipe sets the flags the command line left out."""
     names = {f.name for f in dataclasses.fields(Config)}
-    return Config(**{k: v for k, v in vars(args).items() if k in names}).validate()
+    cfg = Config(**{k: v for k, v in vars(args).items() if k in names})
+    given = getattr(args, "given", set())
+    for name, value in flag_defaults(cfg).items():
+        if name not in given:
+            setattr(cfg, name, value)
+    return cfg.validate()

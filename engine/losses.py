@@ -20,7 +20,9 @@ def _safe_ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
 
 
 def smape(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
-    return 200.0 * _safe_ratio((pred - true).abs(), pred.abs() + true.abs()).mean()
+    """The denominator carries no gradient, as in the reference (and N-BEATS): the loss then pulls the forecast
+    towards the truth like a weighted MAE instead of also pushing |forecast| up to shrink the ratio."""
+    return 200.0 * _safe_ratio((pred - true).abs(), pred.detach().abs() + true.abs()).mean()
 
 
 def mape(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:

@@ -5,8 +5,8 @@ Definitions of the M4 competition (Makridakis et al., 2020):
 - MASE = mean |y - f| / mean_t |x_t - x_{t-m}| over the series' whole history, m its seasonality;
 - Naive2 = the last value of the seasonally adjusted history, re-seasonalised: the history is adjusted by
   classical multiplicative decomposition when m > 1, the history has at least 3m values and the lag-m
-  autocorrelation passes the 90% test |r_m| > 1.645 * sqrt((1 + 2 * s) / n), where s, as in the
-  competition's reference code, is r_1 + r_2^2 + ... + r_{m-1}^2;
+  autocorrelation passes the 90% test |r_m| > 1.645 * sqrt((1 + 2 * s) / n) with s = r_1^2 + ... + r_{m-1}^2
+  (Bartlett's variance, as the competition's R benchmarks compute it; its Python port leaves r_1 unsquared);
 - OWA = (sMAPE / sMAPE_Naive2 + MASE / MASE_Naive2) / 2, each averaged over the series of a group.
 """
 
@@ -53,8 +53,8 @@ def is_seasonal(history: np.ndarray, seasonality: int) -> bool:
     """The competition's 90% autocorrelation test at lag m."""
     if seasonality <= 1 or len(history) < 3 * seasonality:
         return False
-    s = autocorrelation(history, 1) + sum(autocorrelation(history, k) ** 2 for k in range(2, seasonality))
-    limit = 1.645 * math.sqrt(max(1 + 2 * s, 0.0) / len(history))
+    s = sum(autocorrelation(history, k) ** 2 for k in range(1, seasonality))
+    limit = 1.645 * math.sqrt((1 + 2 * s) / len(history))
     return abs(autocorrelation(history, seasonality)) > limit
 
 
@@ -84,9 +84,11 @@ def naive2(history: np.ndarray, horizon: int, seasonality: int) -> np.ndarray:
 
 
 def score_pattern(forecast: np.ndarray, actual: np.ndarray, histories: list[np.ndarray],
-                  seasonality: int) -> dict[str, float]:
-    """The M4 scores of one pattern, with the Naive2 scores the OWA needs (means over its series)."""
-    benchmark = np.stack([naive2(h, actual.shape[1], seasonality) for h in histories])
+                  seasonality: int, benchmark: np.ndarray | None = None) -> dict[str, float]:
+    """The M4 scores of one pattern, with the Naive2 scores the OWA needs (means over its series); `benchmark`:
+    the official Naive2 forecasts, else computed here."""
+    if benchmark is None:
+        benchmark = np.stack([naive2(h, actual.shape[1], seasonality) for h in histories])
     scores = {
         "series": int(len(histories)),
         "smape": float(smape_per_series(forecast, actual).mean()),

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from engine.config import Config
+from engine.recipes import adam_betas
 
 
 def effective_lr(cfg: Config, num_processes: int) -> float:
@@ -42,7 +43,7 @@ def build_optimizer(cfg: Config, model: nn.Module, lr: float) -> torch.optim.Opt
     """Fused Adam (no weight decay) or fused AdamW with decoupled decay on the weights only."""
     if cfg.optimizer == "adamw":
         groups = [g for g in decay_groups(model, cfg.weight_decay) if g["params"]]
-        return torch.optim.AdamW(groups, lr=lr, fused=True)
+        return torch.optim.AdamW(groups, lr=lr, betas=adam_betas(cfg), fused=True)
     trainable = [p for p in model.parameters() if p.requires_grad]
     # fused: one kernel for all tensors, about 20% of a CPU step saved against the per-tensor loop
-    return torch.optim.Adam(trainable, lr=lr, fused=True)
+    return torch.optim.Adam(trainable, lr=lr, betas=adam_betas(cfg), fused=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR, ReduceLROnPlateau
 
+from engine import recipes
 from engine.errors import UserError
 
 _TYPE2 = {2: 5e-5, 4: 1e-5, 6: 5e-6, 8: 1e-6, 10: 5e-7, 15: 1e-7, 20: 5e-8}
@@ -31,6 +32,9 @@ class ScheduleParams:
     lr_step_size: int = 1
     lr_gamma: float = 0.5
     lr_milestones: tuple[int, ...] = ()
+    cos_epochs: int = 0  # COS period (0: train_epochs)
+    start_div: float = 1.0  # epoch 1 trains at lr / start_div (engine/recipes.py: the reference's lr/25)
+    table_div: float = 1.0  # the epoch tables start from lr / table_div
 
 
 def parse_milestones(text: str) -> tuple[int, ...]:
@@ -45,20 +49,25 @@ def parse_milestones(text: str) -> tuple[int, ...]:
     return values
 
 
-def epoch_lr(lradj: str, epoch: int, base_lr: float, params: ScheduleParams) -> float:
-    """Learning rate of 1-based `epoch` for the epoch-wise schedules."""
+def epoch_lr(lradj: str, epoch: int, lr: float, params: ScheduleParams) -> float:
+    """Learning rate of 1-based `epoch` for the epoch-wise schedules: epoch 1 at lr / start_div, later epochs from
+    the table (based at lr / table_div); a table with no entry yet keeps epoch 1's rate (type2 before epoch 3)."""
     done = epoch - 1  # epochs finished before this one
-    if lradj == "constant" or done == 0:
+    start, base_lr = lr / params.start_div, lr / params.table_div
+    if done == 0:
+        return start
+    if lradj == "constant":
         return base_lr
     if lradj == "type1":
         return base_lr * 0.5 ** (done - 1)
     if lradj == "type2":
         keys = [k for k in _TYPE2 if k <= done]
-        return _TYPE2[max(keys)] if keys else base_lr
+        return _TYPE2[max(keys)] if keys else start
     if lradj == "type3":
         return base_lr if done < 3 else base_lr * 0.9 ** (done - 3)
     if lradj == "COS":
-        return COS_ETA_MIN + (base_lr - COS_ETA_MIN) * (1 + math.cos(math.pi * done / params.train_epochs)) / 2
+        period = params.cos_epochs or params.train_epochs
+        return COS_ETA_MIN + (base_lr - COS_ETA_MIN) * (1 + math.cos(math.pi * done / period)) / 2
     if lradj == "step":
         return base_lr * params.lr_gamma ** (done // params.lr_step_size)
     if lradj == "multistep":
@@ -111,7 +120,8 @@ def build_scheduler(optimizer: Optimizer, lradj: str, base_lr: float, steps_per_
 
 
 def schedule_params(cfg) -> ScheduleParams:
-    """The schedule flags of a Config (multistep requires --lr_milestones)."""
+    """The schedule flags of a Config (multistep requires --lr_milestones) and what its --recipe adds."""
     milestones = parse_milestones(cfg.lr_milestones) if cfg.lradj == "multistep" else ()
     return ScheduleParams(train_epochs=cfg.train_epochs, pct_start=cfg.pct_start, warmup_epochs=cfg.warmup_epochs,
-                          lr_step_size=cfg.lr_step_size, lr_gamma=cfg.lr_gamma, lr_milestones=milestones)
+                          lr_step_size=cfg.lr_step_size, lr_gamma=cfg.lr_gamma, lr_milestones=milestones,
+                          cos_epochs=recipes.cos_epochs(cfg), **recipes.schedule_divisors(cfg))

@@ -29,5 +29,5 @@ def evaluate_short_term(model: nn.Module, loader: DataLoader, accelerator: Accel
     actual = np.stack(data.test_series)
     if predictions.shape != actual.shape:
         raise RuntimeError(f"gathered {predictions.shape} forecasts for {actual.shape} test horizons")
-    scores = score_pattern(predictions, actual, data.train_series, data.seasonality)
+    scores = score_pattern(predictions, actual, data.train_series, data.seasonality, data.naive2)
     return {**acc.compute(), **scores, "samples": acc.samples}

@@ -3,7 +3,8 @@
     python -m engine.summarize results/ [more folders or results.json files] [--timing]
 
 Runs of the same dataset, model variant and horizon (e.g. --itr repetitions) are averaged; the run count
-is shown. A model variant is the backbone with its layer count, "(random)" for --llm_init random, or
+is shown. The baselines each run was scored beside (last value, seasonal naive, linear) are rows of their own.
+A model variant is the backbone with its layer count, "(random)" for --llm_init random, or
 "no LLM". --timing adds training seconds, seconds per epoch and trainable parameters (the ablation table).
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
+from engine.baselines import LABELS
 from engine.m4_metrics import summarize_patterns
 
 
@@ -55,11 +57,20 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _baseline_results(result: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(variant, result-like record) per baseline scored beside this run, so the table lists them as rows."""
+    baselines = result["metrics"]["test"].get("baselines") or {}
+    return [(f"baseline: {LABELS.get(name, name)}", {"metrics": {"test": scores}, "config": result["config"]})
+            for name, scores in baselines.items()]
+
+
 def long_term_table(results: list[dict[str, Any]], timing: bool = False) -> str:
+    """Models and the baselines scored on their windows (rows "baseline: ..."), MSE/MAE per horizon."""
     cells: dict[tuple[str, str], dict[int, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for r in results:
         if r["config"]["task_name"] == "long_term_forecast":
-            cells[(dataset_name(r["config"]), variant(r))][r["config"]["pred_len"]].append(r)
+            for name, record in [(variant(r), r), *_baseline_results(r)]:
+                cells[(dataset_name(r["config"]), name)][r["config"]["pred_len"]].append(record)
     if not cells:
         return ""
     header = ["dataset", "model", "horizon", "MSE", "MAE", "runs"]
@@ -73,7 +84,9 @@ def long_term_table(results: list[dict[str, Any]], timing: bool = False) -> str:
             mse = mean(r["metrics"]["test"]["mse"] for r in runs)
             mae = mean(r["metrics"]["test"]["mae"] for r in runs)
             row = [data, model, str(horizon), _fmt(mse), _fmt(mae), str(len(runs))]
-            if timing:
+            if timing and "timing" not in runs[0]:
+                row += ["", "", ""]
+            elif timing:
                 epochs = [s for r in runs for s in r["timing"]["train_epoch_s"]]
                 row += [_fmt(mean(sum(r["timing"]["train_epoch_s"]) for r in runs), 1),
                         _fmt(mean(epochs) if epochs else None, 2), f"{runs[0]['params']['trainable']:,}"]

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from data_provider.device_batches import DeviceWindowLoader
 from engine.accelerator import build_accelerator, deepspeed_stage, uses_deepspeed
+from engine.baselines import baseline_lines, m4_baseline, score_baselines
 from engine.builders import TrainingSetup, build_training
 from engine.cadence import score_test_after_epoch, validate_after_epoch, validate_after_step
 from engine.checkpoint import (
@@ -352,6 +353,9 @@ class Trainer:
                  f"tokens | {acc.num_processes} process(es), precision {acc.mixed_precision}, "
                  f"DeepSpeed {'ZeRO-' + str(deepspeed_stage(acc)) if uses_deepspeed(cfg) else 'off'}, "
                  f"device {acc.device}")
+        baselines = self._baselines()
+        if baselines.get("val"):
+            self.say(baseline_lines("val", None, baselines["val"])[0])
         if cfg.is_training:
             self.fit()
             if not self.progress.best_epoch:
@@ -364,7 +368,7 @@ class Trainer:
         else:
             test = evaluate(s.model, s.loaders["test"], acc, "test")
         test_seconds = time.perf_counter() - t0
-        result = self._result(test, test_seconds, time.perf_counter() - started)
+        result = self._result(test, baselines, test_seconds, time.perf_counter() - started)
         if acc.is_main_process:
             if cfg.plot_windows:
                 result["plot"] = str(plot_run(s.raw_model, s.data, cfg.plot_windows, acc,
@@ -375,15 +379,27 @@ class Trainer:
                 self.tracker.finish()
             out = write_results(cfg, self.run_name, result)
             self.say(f"test  mse {test['mse']:.4f}  mae {test['mae']:.4f}  ({test['samples']} samples, best epoch "
-                     f"{self.progress.best_epoch or 'from checkpoint'})\nresults: {out}\ncheckpoint: "
-                     f"{self.best_path}")
+                     f"{self.progress.best_epoch or 'from checkpoint'})")
+            if baselines.get("test"):
+                self.say("\n".join(baseline_lines("test", test, baselines["test"])))
+            self.say(f"results: {out}\ncheckpoint: {self.best_path}")
             if "owa" in test:
                 self.say(f"M4 {cfg.seasonal_patterns}: smape {test['smape']:.3f}  mase {test['mase']:.3f}  "
                          f"owa {test['owa']:.3f}  (Naive2 smape {test['naive2_smape']:.3f}, "
                          f"mase {test['naive2_mase']:.3f})")
         return result
 
-    def _result(self, test: dict[str, float], test_seconds: float, total_seconds: float) -> dict[str, Any]:
+    def _baselines(self) -> dict[str, dict]:
+        """Baseline scores on the validation and test windows, computed by the main process (which writes them);
+        M4 has its own benchmark, Naive2, scored with the test set."""
+        cfg, data = self.cfg, self.setup.data
+        if cfg.task_name == "short_term_forecast" or not self.accelerator.is_main_process:
+            return {}
+        return score_baselines(data.datasets, data.datasets["train"].values.numpy(), cfg.seq_len, cfg.pred_len,
+                               data.season_length)
+
+    def _result(self, test: dict[str, float], baselines: dict[str, dict], test_seconds: float,
+                total_seconds: float) -> dict[str, Any]:
         cfg, acc, s, p = self.cfg, self.accelerator, self.setup, self.progress
         best = next((v for v in reversed(p.validations) if v["is_best"]), None)  # selection may be sMAPE (M4)
         train_seconds = sum(h["seconds"] for h in p.history)
@@ -395,8 +411,9 @@ class Trainer:
                       "llm_dim": s.raw_model.llm.config.hidden_size, "prompt_tokens": s.raw_model.prompt.length,
                       "patch_tokens": s.raw_model.num_patches},
             "params": {"total": s.n_total, "trainable": s.n_trainable},
-            "metrics": {"val": {"mse": best["val_mse"], "mae": best["val_mae"]} if best else None,
-                        "test": test},
+            "metrics": {"val": {"mse": best["val_mse"] if best else None, "mae": best["val_mae"] if best else None,
+                                "baselines": baselines.get("val")},
+                        "test": {**test, "baselines": baselines.get("test", m4_baseline(test))}},
             "best_epoch": p.best_epoch or None,
             "best_step": p.best_step or None,
             "history": p.history,

@@ -150,10 +150,15 @@ def _load_config(llm_model: str, source: str, allow_download: bool) -> Pretraine
                         "--llm_path DIR, pass --allow_download to fetch it, or --llm_init random") from None
 
 
-def _tokenizer(llm_model: str, source: str, allow_download: bool) -> PreTrainedTokenizerBase:
+def _tokenizer(llm_model: str, source: str, allow_download: bool, pretrained: bool) -> PreTrainedTokenizerBase:
+    """The backbone's own tokenizer. Only a random-initialised backbone may fall back to a packaged vocabulary of its
+    family: pretrained word embeddings read through another vocabulary would be looked up by the wrong ids."""
     try:
         return AutoTokenizer.from_pretrained(source, local_files_only=not allow_download)
     except (OSError, ValueError, TypeError):
+        if pretrained:
+            raise UserError(f"--llm_model {llm_model}: its weights were found but no tokenizer in {source}; add the "
+                            "tokenizer files to that folder (or pass --llm_path DIR holding both)") from None
         if llm_model in ("GPT2", "LLAMA"):
             return gpt2_tokenizer_from_package()
         if llm_model == "BERT":
@@ -162,9 +167,10 @@ def _tokenizer(llm_model: str, source: str, allow_download: bool) -> PreTrainedT
                         "holding tokenizer files") from None
 
 
-def load_tokenizer(llm_model: str, *, llm_path: str = "", allow_download: bool = False) -> PreTrainedTokenizerBase:
+def load_tokenizer(llm_model: str, *, llm_path: str = "", allow_download: bool = False,
+                   llm_init: str = "random") -> PreTrainedTokenizerBase:
     """The tokenizer `load_backbone` pairs with this backbone (same lookup order)."""
-    return _tokenizer(llm_model, _source(llm_model, llm_path), allow_download)
+    return _tokenizer(llm_model, _source(llm_model, llm_path), allow_download, llm_init == "pretrained")
 
 
 def load_backbone(llm_model: str, *, llm_path: str = "", llm_init: str = "pretrained", llm_layers: int = 6,
@@ -183,7 +189,12 @@ def load_backbone(llm_model: str, *, llm_path: str = "", llm_init: str = "pretra
     if llm_dim and not random and llm_dim != config.hidden_size:
         raise UserError(f"--llm_dim {llm_dim} does not match {llm_model}'s width {config.hidden_size}; "
                         "pass --llm_dim 0 to read it from the model")
-    tokenizer = _tokenizer(llm_model, source, allow_download)
+    pretrained = not random and not no_llm
+    tokenizer = _tokenizer(llm_model, source, allow_download, pretrained=pretrained)
+    if pretrained and len(tokenizer) < config.vocab_size // 2:  # e.g. a bare BertTokenizer built without vocab.txt
+        raise UserError(f"--llm_model {llm_model}: the tokenizer in {source} knows {len(tokenizer)} tokens but the "
+                        f"weights hold {config.vocab_size}; its vocabulary files are missing or belong to another "
+                        "model: add the model's own tokenizer files to that folder")
     config.num_hidden_layers = llm_layers
     config.use_cache = False
     _without_dropout(config)

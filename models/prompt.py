@@ -32,9 +32,11 @@ _ANCHOR = "x"  # tokenized in front of every non-first piece so it sees mid-text
 
 class StatisticsPrompt(nn.Module):
     def __init__(self, tokenizer: PreTrainedTokenizerBase, description: str, seq_len: int, pred_len: int,
-                 top_k: int = 5, decimals: int = 2, extension: nn.Module | None = None) -> None:
+                 top_k: int = 5, decimals: int = 2, extension: nn.Module | None = None, style: str = "default") -> None:
         """`extension` (e.g. models/dwt_prompt.py) appends its own fixed pieces and slots after the base
-        prompt: `extension.pieces()` gives them, `extension.slot_values(x)` their table choices."""
+        prompt: `extension.pieces()` gives them, `extension.slot_values(x)` their table choices. `style` "reference"
+        words the prompt as the reference Time-LLM does (start/end markers, "steps information;", lags as
+        ": [a, b, ...]")."""
         super().__init__()
         self.extension = extension
         self.seq_len, self.decimals = seq_len, decimals
@@ -42,8 +44,14 @@ class StatisticsPrompt(nn.Module):
         # |z| of a RevIN-normalised window is at most sqrt(seq_len - 1)
         self.max_abs = math.ceil(math.sqrt(seq_len) * 10 ** decimals)
         self.pieces: list[tuple[str, list[str]]] = []  # (kind, texts); kind "fixed" has one text
-        self._fixed(f"Dataset description: {description.strip()} Task description: forecast the next "
-                    f"{pred_len} steps given the previous {seq_len} steps; Input statistics: min value")
+        reference = style == "reference"
+        if reference:
+            self._fixed(f"<|start_prompt|>Dataset description: {description.strip()}Task description: forecast the "
+                        f"next {pred_len} steps given the previous {seq_len} steps information; Input statistics: "
+                        "min value")
+        else:
+            self._fixed(f"Dataset description: {description.strip()} Task description: forecast the next "
+                        f"{pred_len} steps given the previous {seq_len} steps; Input statistics: min value")
         self._slot("number")
         self._fixed(", max value")
         self._slot("number")
@@ -51,12 +59,12 @@ class StatisticsPrompt(nn.Module):
         self._slot("number")
         self._fixed(", the trend of input is")
         self._slot("trend")
-        self._fixed(f", top {self.top_k} lags are")
+        self._fixed(f", top {self.top_k} lags are{' : [' if reference else ''}")
         for i in range(self.top_k):
             if i:
                 self._fixed(",")
-            self._slot("lag")
-        self._fixed(".")
+            self._slot("lag0" if reference and i == 0 else "lag")
+        self._fixed("]<|<end_prompt>|>" if reference else ".")
         if extension is not None:
             for kind, texts in extension.pieces():
                 if kind == "fixed":
@@ -78,8 +86,9 @@ class StatisticsPrompt(nn.Module):
             texts = [" " + self._format(k) for k in range(-self.max_abs, self.max_abs + 1)]
         elif kind == "trend":
             texts = [" downward", " upward"]
-        else:
-            texts = [f" {lag}" for lag in range(1, self.seq_len // 2 + 1)]
+        else:  # "lag0": the reference's first lag, right after "["
+            space = "" if kind == "lag0" else " "
+            texts = [f"{space}{lag}" for lag in range(1, self.seq_len // 2 + 1)]
         self.pieces.append((kind, texts))
 
     def _format(self, k: int) -> str:
@@ -99,7 +108,11 @@ class StatisticsPrompt(nn.Module):
             key = kind.split("#")[0] if kind != "fixed" else f"fixed{i}"  # "table#column" kinds share a table
             if key not in cache:
                 first = i == 0
-                encoded = tokenizer(texts if first else [_ANCHOR + t for t in texts],
+                # a piece that starts mid-word is anchored on the character before it instead
+                context = _ANCHOR if first or all(t[:1].isspace() or kind == "fixed" for t in texts) \
+                    else self.pieces[i - 1][1][0][-1]
+                anchor = tokenizer(context, add_special_tokens=False)["input_ids"]
+                encoded = tokenizer(texts if first else [context + t for t in texts],
                                     add_special_tokens=False)["input_ids"]
                 if not first:
                     if any(ids[:len(anchor)] != anchor for ids in encoded):

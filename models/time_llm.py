@@ -18,9 +18,10 @@ class TimeLLM(nn.Module):
 
     def __init__(self, backbone: Backbone, *, description: str, seq_len: int, pred_len: int, d_model: int,
                  n_heads: int, d_ff: int, patch_len: int, stride: int, num_tokens: int, dropout: float,
-                 swt: SWT | None = None, prompt_extension: nn.Module | None = None, use_llm: bool = True) -> None:
+                 swt: SWT | None = None, prompt_extension: nn.Module | None = None, use_llm: bool = True,
+                 prompt_style: str = "default") -> None:
         """`swt`: patch the window's wavelet bands instead of the window; `prompt_extension`: extra prompt slots;
-        `use_llm` False: the "w/o LLM" ablation."""
+        `use_llm` False: the "w/o LLM" ablation; `prompt_style`: models/prompt.py's wording."""
         super().__init__()
         self.llm = backbone.model
         self.use_llm = use_llm  # False: the "w/o LLM" ablation, reprogrammed patches go straight to the head
@@ -33,12 +34,18 @@ class TimeLLM(nn.Module):
         self.num_patches = PatchEmbedding.count(seq_len, patch_len, stride)
 
         self.normalizer = RevIN()
-        self.prompt = StatisticsPrompt(backbone.tokenizer, description, seq_len, pred_len, extension=prompt_extension)
+        self.prompt = StatisticsPrompt(backbone.tokenizer, description, seq_len, pred_len, extension=prompt_extension,
+                                       style=prompt_style)
         self.swt = swt
         self.patch_embedding = PatchEmbedding(d_model, patch_len, stride, dropout, swt.bands if swt else 1)
         self.mapping = nn.Linear(vocab, num_tokens)  # vocabulary -> text prototypes
         self.reprogramming = Reprogramming(d_model, n_heads, d_ff, d_llm, dropout)
         self.head = FlattenHead(d_ff * self.num_patches, pred_len, dropout)
+        # Every backbone hands the head normalised hidden states (its last LayerNorm/RMSNorm). The "w/o LLM"
+        # ablation keeps that normalisation and drops only the transformer layers: without it the reprogrammed
+        # features reach the head at whatever scale training drives them to, and at the scripts' learning rates
+        # (0.01) training diverges, which would measure the missing normalisation, not the missing LLM.
+        self.ablation_norm = None if use_llm else nn.LayerNorm(d_llm, elementwise_affine=False)
         self._cached_prototypes: torch.Tensor | None = None
         self._head_kv: tuple[tuple, list[tuple[torch.Tensor, torch.Tensor]]] | None = None  # (weights, per layer)
 
@@ -74,7 +81,7 @@ class TimeLLM(nn.Module):
         patch_input = self.swt(series) if self.swt is not None else series
         patches = self.patch_embedding(patch_input.to(self.patch_embedding.conv.weight.dtype))
         patches = self.reprogramming(patches.to(self.reprogramming.query.weight.dtype), self.prototypes())
-        hidden = self._run_llm(patches, series) if self.use_llm else patches
+        hidden = self._run_llm(patches, series) if self.use_llm else self.ablation_norm(patches)
 
         features = hidden[:, -self.num_patches:, :self.d_ff].to(self.head.linear.weight.dtype)  # [B*N, P, d_ff]
         features = features.reshape(b, n_vars, self.num_patches, self.d_ff).transpose(2, 3)

@@ -18,7 +18,7 @@ if [ -z "${PYTHON:-}" ]; then
 fi
 SMOKE_ARGS=(--llm_model GPT2 --llm_init random --llm_layers 1 --llm_dim 64 --num_tokens 100 --d_model 8
             --d_ff 16 --n_heads 2 --seq_len 96 --features S --train_epochs 1 --max_train_steps 2 --batch_size 8
-            --eval_batch_size 256 --output_dir ./results/smoke --checkpoints ./checkpoints/smoke)
+            --eval_batch_size 256 --grad_accum 1 --output_dir ./results/smoke --checkpoints ./checkpoints/smoke)
 GENERATED_DIRS=()
 remove_generated() {
   local dir

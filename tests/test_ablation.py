@@ -39,7 +39,7 @@ def test_no_llm_run_skips_the_llm(ett_root, tmp_path, monkeypatch):
     assert result["metrics"]["test"]["mse"] > 0
 
 
-def test_no_llm_forward_feeds_reprogrammed_patches_to_the_head():
+def test_no_llm_forward_feeds_normalised_reprogrammed_patches_to_the_head():
     from engine.builders import build_model
     from engine.config import Config
 
@@ -52,10 +52,12 @@ def test_no_llm_forward_feeds_reprogrammed_patches_to_the_head():
     x = torch.randn(3, 32, 2)
     out = model(x)
     assert out.shape == (3, 8, 2)
-    # by hand: RevIN -> patches -> reprogramming -> first d_ff features -> head -> de-normalise
+    # by hand: RevIN -> patches -> reprogramming -> the backbone's final normalisation (no affine part) -> first
+    # d_ff features -> head -> de-normalise
     z, mean, std = model.normalizer.normalize(x)
     rows = z.permute(0, 2, 1).reshape(6, 32)
-    patches = model.reprogramming(model.patch_embedding(rows), model.prototypes())[..., :16]
+    reprogrammed = model.reprogramming(model.patch_embedding(rows), model.prototypes())
+    patches = torch.nn.functional.layer_norm(reprogrammed, reprogrammed.shape[-1:])[..., :16]
     expected = model.head(patches.reshape(3, 2, model.num_patches, 16).transpose(2, 3)).permute(0, 2, 1)
     torch.testing.assert_close(out, expected * std + mean)
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
+import torch
 
 from conftest import TINY, run_cli
 from data_provider.m4 import PATTERNS, M4TrainWindows, build_m4_data, load_pattern
@@ -15,6 +17,7 @@ from engine.errors import UserError
 from engine.losses import mase as mase_loss
 from engine.losses import smape as smape_loss
 from engine.m4_metrics import (
+    autocorrelation,
     is_seasonal,
     mase_per_series,
     naive2,
@@ -33,11 +36,65 @@ def m4_root(tmp_path_factory):
     return root
 
 
+def test_validation_horizons_are_held_out_of_training(m4_root):
+    data = build_m4_data(str(m4_root), "Monthly", seq_len=36, pred_len=18)
+    windows, val = data.datasets["train"], data.datasets["val"]
+    assert len(val) == len(data.train_series)
+    held_out = {tuple(np.round(s[-18:], 6)) for s in data.train_series}
+    np.testing.assert_allclose(val.batch["y"][:, :, 0].numpy(), np.stack([s[-18:] for s in data.train_series]),
+                               rtol=1e-6)
+    torch.manual_seed(0)
+    for _ in range(20):  # every random cut of every series, many times: never the validated horizon
+        for index in range(len(windows)):
+            target = windows.__getitems__([index])["y"][0, :, 0].double().numpy()
+            assert tuple(np.round(target, 6)) not in held_out
+    # what training may see of a series ends where its validation horizon starts
+    assert all(len(t) == len(s) - 18 for t, s in zip(windows.series, data.train_series, strict=True))
+
+
+def test_series_too_short_to_train_on_after_the_hold_out_are_validated_only(tmp_path):
+    train = [np.arange(1.0, 17.0), np.arange(1.0, 30.0)]  # 16 values: one horizon of input, one held out
+    test = [np.arange(17.0, 25.0), np.arange(30.0, 38.0)]
+    pd.DataFrame([["Q1", *train[0]], ["Q2", *train[1]]]).to_csv(tmp_path / "Quarterly-train.csv", index=False)
+    pd.DataFrame([["Q1", *test[0]], ["Q2", *test[1]]]).to_csv(tmp_path / "Quarterly-test.csv", index=False)
+    data = build_m4_data(str(tmp_path), "Quarterly", seq_len=16, pred_len=8)
+    assert len(data.datasets["train"]) == 1 and len(data.datasets["val"]) == 2 and len(data.datasets["test"]) == 2
+
+
+def test_official_naive2_forecasts_are_used_when_shipped(tmp_path):
+    train = [100 + np.arange(30.0), 50 + np.arange(40.0)]
+    test = [np.full(8, 131.0), np.full(8, 91.0)]
+    pd.DataFrame([["Q1", *train[0]], ["Q2", *train[1]]]).to_csv(tmp_path / "Quarterly-train.csv", index=False)
+    pd.DataFrame([["Q1", *test[0]], ["Q2", *test[1]]]).to_csv(tmp_path / "Quarterly-test.csv", index=False)
+    assert build_m4_data(str(tmp_path), "Quarterly", seq_len=16, pred_len=8).naive2 is None
+    official = pd.DataFrame([["Y1", *range(6)], ["Q2", *np.full(48, 2.0)], ["Q1", *np.full(48, 1.0)]])
+    official.columns = ["id", *[f"F{i}" for i in range(1, 49)]][:official.shape[1]]
+    official.to_csv(tmp_path / "submission-Naive2.csv", index=False)
+    data = build_m4_data(str(tmp_path), "Quarterly", seq_len=16, pred_len=8)
+    np.testing.assert_allclose(data.naive2, [[1.0] * 8, [2.0] * 8])  # by id, not by row
+    assert data.summary()["naive2"] == "submission-Naive2.csv"
+    scores = score_pattern(np.stack(test), np.stack(test), data.train_series, 4, data.naive2)
+    assert scores["naive2_smape"] == pytest.approx(np.mean([200 * 130 / 132, 200 * 89 / 93]))
+
+
+def test_seasonality_test_squares_every_autocorrelation():
+    # an alternating series with a weak lag-4 echo: r_1 is strongly negative, so adding it unsquared would lower the
+    # limit below |r_4| and call the series seasonal; Bartlett's rule (all squared) does not
+    rng = np.random.default_rng(0)
+    history = np.tile([1.0, -1.0], 12) + 0.3 * np.tile([1.0, 0.0, 0.0, 0.0], 6) + rng.normal(0, 1, 24) + 100
+    r = [autocorrelation(history, k) for k in range(1, 5)]
+    squared = 1.645 * np.sqrt((1 + 2 * (r[0] ** 2 + r[1] ** 2 + r[2] ** 2)) / 24)
+    unsquared = 1.645 * np.sqrt((1 + 2 * (r[0] + r[1] ** 2 + r[2] ** 2)) / 24)
+    assert unsquared < abs(r[3]) < squared  # the case where the two rules disagree
+    assert not is_seasonal(history, 4)
+    np.testing.assert_allclose(naive2(history, 8, 4), [history[-1]] * 8)
+
+
 def test_npz_and_csv_layouts_hold_the_same_series(m4_root, tmp_path):
     write_m4(tmp_path, per_pattern=24, seed=1, layout="csv")
     for pattern in ("Yearly", "Hourly"):
-        train_npz, test_npz, _ = load_pattern(str(m4_root), pattern)
-        train_csv, test_csv, _ = load_pattern(str(tmp_path), pattern)
+        train_npz, test_npz, _, _ = load_pattern(str(m4_root), pattern)
+        train_csv, test_csv, _, _ = load_pattern(str(tmp_path), pattern)
         assert len(train_npz) == len(train_csv) == 24
         for a, b in zip(train_npz + test_npz, train_csv + test_csv, strict=True):
             np.testing.assert_allclose(a, b)
@@ -66,7 +123,7 @@ def test_training_windows_cut_inside_the_history(m4_root):
     windows: M4TrainWindows = data.datasets["train"]
     limit = int(PATTERNS["Quarterly"].history_size * 8)
     for index in range(len(windows)):
-        series = data.train_series[index]
+        series = windows.series[index]
         batch = windows.__getitems__([index])
         x, y, mask = batch["x"][0, :, 0].double().numpy(), batch["y"][0, :, 0].double().numpy(), batch["x_mask"][0]
         # the target is a whole horizon of the history, at one of its last `limit` admissible cuts

@@ -128,6 +128,17 @@ def test_missing_pretrained_weights_give_one_clear_message(tmp_path, monkeypatch
         load_backbone("GPT2", llm_layers=1)
 
 
+def test_pretrained_weights_without_their_tokenizer_are_refused(tmp_path):
+    """A folder with the MiniLM weights but no tokenizer files (transformers then builds a 5-token BertTokenizer):
+    refused, never read through another or an empty vocabulary."""
+    for name in ("config.json", "model.safetensors"):
+        (tmp_path / name).write_bytes((minilm_dir() / name).read_bytes())
+    with pytest.raises(UserError, match="knows 5 tokens but the weights hold 30522; its vocabulary files are missing"):
+        load_backbone("BERT", llm_path=str(tmp_path), llm_layers=1)
+    random = load_backbone("BERT", llm_path=str(tmp_path), llm_layers=1, llm_init="random")  # no weights to misread
+    assert random.tokenizer.vocab_size == random.model.config.vocab_size
+
+
 def test_backbone_uses_sdpa_and_compute_dtype():
     backbone = load_backbone("MiniLM", llm_layers=1, dtype=torch.bfloat16)
     assert backbone.model.config._attn_implementation == "sdpa"

@@ -30,6 +30,13 @@ def test_every_benchmark_has_a_script():
     assert {"common", "zero_shot", "ablation_llm", "multi_node_ETTh1"} <= names
 
 
+@pytest.mark.parametrize("name", [*BENCHMARKS, "zero_shot"])
+def test_published_scripts_run_the_reference_recipe_and_say_where_they_differ(name):
+    text = (ROOT / "scripts" / f"{name}.sh").read_text()
+    assert "launch --recipe reference " in text
+    assert sum(line.startswith("# Differs on purpose: ") for line in text.splitlines()) == 1
+
+
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
 def test_bash_syntax(script):
     subprocess.run(["bash", "-n", str(script)], check=True)
@@ -73,7 +80,7 @@ def test_smoke_m4_generates_its_data_and_runs_end_to_end(tmp_path):
 def test_estimate_mode_times_the_script_configuration(tmp_path):
     result = _bash("bash scripts/ILI.sh", env={"SMOKE": "1", "ESTIMATE": "1", "ROOT_PATH": str(tmp_path)})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "estimate_training_time.py --data custom" in result.stdout  # the script's flags, timed
+    assert "estimate_training_time.py --recipe reference --data custom" in result.stdout  # the script's flags, timed
     assert "--seq_len 104" in result.stdout and "epoch" in result.stdout.split("estimate_training_time.py")[-1]
 
 

@@ -1,0 +1,77 @@
+"""`--recipe reference`: what the reference Time-LLM code effectively runs, which is not what its flags say.
+
+Read from its run_main.py / run_m4.py (KimMeen/Time-LLM):
+- For every --lradj except COS it builds a OneCycleLR and, except under TST, never steps it. Constructing it sets
+  the rate to lr/25 (its div_factor) and Adam's beta1 to 0.95 (its max_momentum); both stay. The long-term entry
+  point then reads the rate back into --learning_rate after epoch 1, so the whole epoch table starts from lr/25;
+  the M4 entry point does not, so only epoch 1 trains at lr/25 and the table starts from lr.
+- COS is a CosineAnnealingLR with T_max 20 epochs (whatever --train_epochs says), eta_min 1e-8, Adam's betas.
+- --patience defaults to 10 (long-term) and 20 (M4); the published scripts launch 8 processes of --batch_size 24.
+- The prompt is its own wording (models/prompt.py, style "reference") with, under --prompt_domain 0, one ETT
+  sentence as the description of every dataset.
+The project's own recipe ("default") trains at the rates the flags say; see README "Reproducing published numbers".
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+ONE_CYCLE_DIV = 25.0  # OneCycleLR's default div_factor: the rate it starts from is max_lr / 25
+ONE_CYCLE_BETA1 = 0.95  # OneCycleLR's default max_momentum, which it writes into Adam's beta1
+REFERENCE_COS_EPOCHS = 20  # CosineAnnealingLR(T_max=20)
+REFERENCE_PROCESSES = 8  # the published scripts' accelerate launch --num_processes 8
+REFERENCE_SCHEDULES = ("type1", "type2", "type3", "constant", "TST", "COS")
+REFERENCE_DESCRIPTION = ("The Electricity Transformer Temperature (ETT) is a crucial indicator in the electric "
+                         "power long-term deployment.")
+
+
+def is_reference(cfg: Any) -> bool:
+    return cfg.recipe == "reference"
+
+
+def unstepped_one_cycle(cfg: Any) -> bool:
+    """The reference's OneCycleLR is built but never stepped: every schedule but COS and TST."""
+    return is_reference(cfg) and cfg.lradj not in ("COS", "TST")
+
+
+def flag_defaults(cfg: Any) -> dict[str, int]:
+    """Flag values the recipe sets where the command line leaves them at their defaults."""
+    if not is_reference(cfg):
+        return {}
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    return {"patience": 20 if cfg.task_name == "short_term_forecast" else 10,
+            "grad_accum": max(1, REFERENCE_PROCESSES // processes)}  # the global batch of 8 processes
+
+
+def adam_betas(cfg: Any) -> tuple[float, float]:
+    return (ONE_CYCLE_BETA1, 0.999) if unstepped_one_cycle(cfg) else (0.9, 0.999)
+
+
+def schedule_divisors(cfg: Any) -> dict[str, float]:
+    """ScheduleParams fields: epoch 1 trains at lr / start_div, the epoch table starts from lr / table_div."""
+    if not unstepped_one_cycle(cfg):
+        return {}
+    long_term = cfg.task_name != "short_term_forecast"
+    return {"start_div": ONE_CYCLE_DIV, "table_div": ONE_CYCLE_DIV if long_term else 1.0}
+
+
+def cos_epochs(cfg: Any) -> int:
+    """The COS schedule's period in epochs."""
+    return REFERENCE_COS_EPOCHS if is_reference(cfg) else cfg.train_epochs
+
+
+def summary(cfg: Any, lr: float) -> str:
+    """One line saying what --recipe reference changed, for the run's header."""
+    if not is_reference(cfg):
+        return ""
+    parts = []
+    if unstepped_one_cycle(cfg):
+        divs = schedule_divisors(cfg)
+        epochs = "every epoch's rate from" if divs["table_div"] > 1 else "epoch 1 at"
+        parts.append(f"{epochs} lr/25 = {lr / ONE_CYCLE_DIV:.4g} and Adam beta1 {ONE_CYCLE_BETA1} (an unstepped "
+                     "OneCycleLR)")
+    elif cfg.lradj == "COS":
+        parts.append(f"COS over {REFERENCE_COS_EPOCHS} epochs")
+    parts.append(f"patience {cfg.patience}, grad_accum {cfg.grad_accum}, the reference's prompt wording")
+    return "--recipe reference: " + "; ".join(parts)
