@@ -20,7 +20,8 @@ _ETTH1_GPT2_6L = ["--data", "ETTh1", "--features", "M", "--seq_len", "512", "--p
 _TINY = ["--data", "ETTh1", "--features", "M", "--seq_len", "48", "--pred_len", "12",
          "--llm_model", "GPT2", "--llm_init", "random", "--llm_layers", "1", "--llm_dim", "64",
          "--d_model", "8", "--d_ff", "16", "--n_heads", "2", "--num_tokens", "100", "--patch_len", "8",
-         "--stride", "8", "--learning_rate", "0.005", "--lradj", "constant", "--max_train_steps", "0"]
+         "--stride", "8", "--learning_rate", "0.005", "--lradj", "constant", "--max_train_steps", "0",
+         "--mixed_precision", "no"]
 
 CONFIGS: dict[str, list[str]] = {"etth1-gpt2-6l": _ETTH1_GPT2_6L, "tiny": _TINY}
 BATCH = {"etth1-gpt2-6l": {"cpu": 8, "cuda": 32}, "tiny": {"cpu": 16, "cuda": 64}}

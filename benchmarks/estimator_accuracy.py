@@ -35,12 +35,12 @@ CONFIGS: dict[str, list[str]] = {
              "--llm_init", "random", "--llm_layers", "1", "--llm_dim", "64", "--d_model", "8", "--d_ff", "16",
              "--n_heads", "2", "--num_tokens", "100", "--patch_len", "8", "--stride", "8", "--batch_size", "16",
              "--eval_batch_size", "256", "--learning_rate", "0.005", "--train_epochs", "3",
-             "--max_train_steps", "150"],
+             "--max_train_steps", "150", "--mixed_precision", "no"],
     "etth1-gpt2-6l": ["--data", "ETTh1", "--features", "S", "--seq_len", "512", "--pred_len", "96",
                       "--llm_model", "GPT2", "--llm_init", "random", "--llm_layers", "6", "--d_model", "32",
                       "--d_ff", "128", "--n_heads", "8", "--num_tokens", "1000", "--patch_len", "16",
                       "--stride", "8", "--batch_size", "8", "--learning_rate", "0.001", "--train_epochs", "2",
-                      "--max_train_steps", "40"],
+                      "--max_train_steps", "40", "--mixed_precision", "no"],
 }
 # ETTh1's fixed 12/4/4-month split makes one GPT-2-shape validation pass of 2,785 windows cost minutes on a CPU:
 # that configuration reads the first ROWS rows of ETTh1.csv as `--data custom` (70/10/20 split) instead

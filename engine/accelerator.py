@@ -29,14 +29,31 @@ def uses_deepspeed(cfg: Config) -> bool:
     return cfg.deepspeed or os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
 
 
+def has_bf16_matrix_units() -> bool:
+    """bf16 as fast as or faster than fp32: a GPU that supports bf16, or a CPU with AMX tiles (on other CPUs bf16
+    matmuls run several times slower than fp32)."""
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    if amx is not None:
+        return bool(amx())
+    try:
+        return "amx_bf16" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
 def resolve_precision(cfg: Config) -> str | None:
-    """--mixed_precision, else --use_amp (bf16 where supported, else fp16), else None: accelerate launch's choice."""
-    if cfg.mixed_precision:
+    """--mixed_precision no|fp16|bf16; under auto: --use_amp (bf16 where supported, else fp16), else None where
+    accelerate launch chose (its --mixed_precision), else bf16 where the device has bf16 matrix units, else no."""
+    if cfg.mixed_precision != "auto":
         return cfg.mixed_precision
     if cfg.use_amp:
         bf16_ok = torch.cuda.is_bf16_supported() if torch.cuda.is_available() else True
         return "bf16" if bf16_ok else "fp16"
-    return None
+    if "ACCELERATE_MIXED_PRECISION" in os.environ:
+        return None
+    return "bf16" if has_bf16_matrix_units() else "no"
 
 
 def load_ds_config(cfg: Config) -> dict[str, Any]:

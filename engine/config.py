@@ -103,7 +103,7 @@ class Config:
     eval_batch_size: int = _flag(128, "validation/test batch size per process", group="optimization")
     patience: int = _flag(3, "early stopping: validations without a better validation MSE (see --val_every)",
                           group="optimization")
-    learning_rate: float = _flag(1e-3, "learning rate (the schedule's peak)", group="optimization")
+    learning_rate: float = _flag(5e-4, "learning rate (the schedule's peak)", group="optimization")
     loss: str = _flag("MSE", "training loss", ["MSE", "MAE", "SMAPE", "MAPE", "MASE"], "optimization")
     lradj: str = _flag("type1", "learning-rate schedule (see README)",
                        ["type1", "type2", "type3", "constant", "TST", "COS", "cosine", "step", "multistep",
@@ -127,13 +127,15 @@ class Config:
                                  group="optimization")
     test_every: int = _flag(0, "also score the test set every N epochs (0: once, at the end, on the best "
                                "checkpoint)", group="optimization")
-    max_train_steps: int = _flag(50, "cap on optimizer steps per epoch (0: no cap; the embedded default "
-                                     "trains 50 per epoch)", group="optimization")
+    max_train_steps: int = _flag(250, "cap on optimizer steps per epoch (0: no cap; the embedded default "
+                                      "trains 250 per epoch)", group="optimization")
     use_amp: bool = _flag(False, "mixed precision: bf16 where supported, else fp16", group="optimization")
 
     # --- precision, DeepSpeed, memory, resume ---
-    mixed_precision: str = _flag("", "no | fp16 | bf16 (default: what accelerate launch set, else --use_amp, else no)",
-                                 ["", "no", "fp16", "bf16"], "distributed")
+    mixed_precision: str = _flag("auto", "auto | no | fp16 | bf16; auto: --use_amp's choice if given, else what "
+                                         "accelerate launch set, else bf16 where the device has bf16 matrix units "
+                                         "(GPUs with bf16, CPUs with AMX), else no", ["auto", "no", "fp16", "bf16"],
+                                 "distributed")
     deepspeed: bool = _flag(False, "train through DeepSpeed ZeRO with --ds_config (also on under "
                                    "accelerate launch --use_deepspeed)", group="distributed")
     ds_config: str = _flag("", "DeepSpeed config (default: ds_config_zero2.json beside run_main.py)",

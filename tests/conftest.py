@@ -17,11 +17,11 @@ sys.path.insert(0, str(ROOT))
 
 ETT_COLUMNS = ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]
 
-# A tiny Time-LLM: 1-layer, 64-wide random GPT-2, 100 prototypes, short windows.
+# A tiny Time-LLM: 1-layer, 64-wide random GPT-2, 100 prototypes, short windows, fp32 on every CPU.
 TINY = ["--llm_model", "GPT2", "--llm_init", "random", "--llm_layers", "1", "--llm_dim", "64",
         "--num_tokens", "100", "--d_model", "8", "--d_ff", "16", "--n_heads", "2",
         "--seq_len", "48", "--pred_len", "12", "--patch_len", "8", "--stride", "8",
-        "--batch_size", "16", "--eval_batch_size", "256", "--learning_rate", "0.005"]
+        "--batch_size", "16", "--eval_batch_size", "256", "--learning_rate", "0.005", "--mixed_precision", "no"]
 
 
 def synthetic_frame(rows: int, columns: list[str], freq: str = "h", seed: int = 0) -> pd.DataFrame:
