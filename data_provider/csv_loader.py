@@ -18,6 +18,8 @@ class Series:
     dates: pd.DatetimeIndex
     values: np.ndarray  # [T, C] float64
     columns: list[str]
+    date_column: str
+    file_columns: list[str]  # the variables as the file orders them (a forecast's input must repeat them)
 
 
 def read_series(path: Path, *, date_column: str | None, target: str, features: str, fillna: str,
@@ -57,6 +59,7 @@ def series_from_frame(frame: pd.DataFrame, path: Path | str, *, date_column: str
         raise UserError(f"{path}: the first column {date_column!r} must hold dates; "
                         f"{int(dates.isna().sum())} values are not (e.g. {bad!r})")
     variables = frame.drop(columns=[date_column, *[c for c in drop_columns if c in frame.columns]])
+    file_columns = [str(c) for c in variables.columns]
 
     if target not in variables.columns:
         raise UserError(f"{path}: target column {target!r} (--target) not found; "
@@ -84,7 +87,7 @@ def series_from_frame(frame: pd.DataFrame, path: Path | str, *, date_column: str
             raise UserError(f"{path}: column(s) {', '.join(empty)} hold no finite value; --fillna cannot fill "
                             "them: drop them")
         values = _fill(values, bad, fillna)
-    return Series(pd.DatetimeIndex(dates), values, [str(c) for c in variables.columns])
+    return Series(pd.DatetimeIndex(dates), values, [str(c) for c in variables.columns], date_column, file_columns)
 
 
 def _fill(values: np.ndarray, bad: np.ndarray, how: str) -> np.ndarray:

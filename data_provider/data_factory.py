@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from data_provider.csv_loader import read_series
+from data_provider.csv_loader import Series, read_series
 from data_provider.m4 import M4Data, build_m4_data
 from data_provider.registry import describe, get_spec, resolve_path
-from data_provider.seasonality import season_from_dates
+from data_provider.seasonality import sampling_step, season_from_dates
 from data_provider.splits import SPLITS, Borders, check_lengths, compute_borders
 from data_provider.timefeatures import feature_names, time_features
 from data_provider.windows import WindowDataset, collate_batch
@@ -35,6 +35,7 @@ class DataBundle:
     seasonality: int = 1  # for --loss MASE
     season_length: int = 1  # steps per season of the scored data, for the seasonal naive baseline
     test_data: DataBundle | None = None  # zero-shot: the dataset the test split comes from
+    input: dict | None = None  # what a forecast of new data needs to read a file as this run did (input_record)
 
     def summary(self) -> dict:
         summary = {"path": str(self.path), "columns": self.columns, "n_vars": self.n_vars,
@@ -42,7 +43,22 @@ class DataBundle:
                    "samples": {s: len(d) for s, d in self.datasets.items()}, "freq": self.freq}
         if self.test_data is not None:
             summary["test_data"] = {k: v for k, v in self.test_data.summary().items() if k != "samples"}
+        scored = self.test_data or self
+        if scored.input is not None:
+            summary["input"] = scored.input
         return summary
+
+
+def input_record(cfg: Config, series: Series, target: str, drop_columns: tuple[str, ...], mean: np.ndarray,
+                 std: np.ndarray, season_length: int) -> dict:
+    """The file's layout, its sampling step and the train-split scaler: with the run's flags, everything
+    forecast.py needs to read new data exactly as training read this file."""
+    freq, regular = sampling_step(series.dates) if len(series.dates) >= 3 else ("", False)
+    return {"date_column": series.date_column, "file_columns": series.file_columns, "columns": series.columns,
+            "target": target, "features": cfg.features, "drop_columns": list(drop_columns), "freq": freq,
+            "regular": regular, "season_length": season_length, "fillna": cfg.fillna,
+            "mean": [float(v) for v in mean],
+            "std": [float(v) for v in std]}
 
 
 def build_data(cfg: Config, *, with_time_features: bool = False) -> DataBundle | M4Data:
@@ -76,9 +92,9 @@ def build_csv_data(cfg: Config, *, with_time_features: bool = False) -> DataBund
     path = resolve_path(cfg.data, cfg.root_path, cfg.data_path)
     target = cfg.target or spec.target
     is_vic_elec = cfg.data == "vic_elec"
+    drop_columns = ("Date", "Holiday") if is_vic_elec else ()
     series = read_series(path, date_column="Time" if is_vic_elec else None, target=target,
-                         features=cfg.features, fillna=cfg.fillna,
-                         drop_columns=("Date", "Holiday") if is_vic_elec else ())
+                         features=cfg.features, fillna=cfg.fillna, drop_columns=drop_columns)
     n_columns = series.values.shape[1]
     if cfg.enc_in and cfg.enc_in != n_columns:
         raise UserError(f"--enc_in {cfg.enc_in} does not match the {n_columns} variable(s) of {path.name} "
@@ -103,10 +119,11 @@ def build_csv_data(cfg: Config, *, with_time_features: bool = False) -> DataBund
                                         channel_independent=channel_independent,
                                         target_only=cfg.features == "MS",
                                         marks=None if marks is None else marks[a:b])
+    season_length = cfg.season_length or season_from_dates(series.dates)
     return DataBundle(path=path, columns=series.columns, n_vars=1 if channel_independent else n_columns,
                       borders=borders, mean=mean, std=std, description=describe(cfg.data, path),
-                      freq=freq, datasets=datasets,
-                      season_length=cfg.season_length or season_from_dates(series.dates))
+                      freq=freq, datasets=datasets, season_length=season_length,
+                      input=input_record(cfg, series, target, drop_columns, mean, std, season_length))
 
 
 def build_loaders(cfg: Config, data: DataBundle) -> dict[str, DataLoader]:

@@ -1,9 +1,11 @@
-"""The season of a series from its sampling step, for the seasonal naive baseline: one day of sub-daily data, one
-week of daily data (five days of business-day data), one year of weekly, monthly or quarterly data."""
+"""The calendar of a series: its sampling step as a pandas frequency (forecast timestamps continue it) and its
+season for the seasonal naive baseline: one day of sub-daily data, one week of daily data (five days of
+business-day data), one year of weekly, monthly or quarterly data."""
 
 from __future__ import annotations
 
 import pandas as pd
+from pandas.tseries.frequencies import to_offset
 
 DAY = pd.Timedelta(days=1)
 
@@ -29,3 +31,24 @@ def season_from_dates(dates: pd.DatetimeIndex) -> int:
     if 89 <= days <= 92:
         return 4
     return 1
+
+
+def sampling_step(dates: pd.DatetimeIndex) -> tuple[str, bool]:
+    """(pandas frequency, whether every row follows the previous one by exactly that step). Calendar steps (month
+    starts, business days) come from pandas' inference; an irregular series gets its median step."""
+    if len(dates) < 3:
+        raise ValueError("a sampling step needs at least 3 timestamps")
+    inferred = pd.infer_freq(dates)
+    if inferred is not None:
+        return to_offset(inferred).freqstr, True
+    step = to_offset(pd.Series(dates).diff().dropna().median())
+    return step.freqstr, bool(first_off_step(dates, step.freqstr) is None)
+
+
+def first_off_step(dates: pd.DatetimeIndex, freq: str) -> int | None:
+    """Index of the first timestamp that does not follow its predecessor by one `freq` step, or None."""
+    if len(dates) < 2:
+        return None
+    expected = pd.date_range(dates[0], periods=len(dates), freq=freq)
+    off = (dates != expected).nonzero()[0]
+    return int(off[0]) if len(off) else None

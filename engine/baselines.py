@@ -72,25 +72,31 @@ def linear(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 
 def score_baselines(datasets: dict, train_values: np.ndarray, seq_len: int, pred_len: int, season: int,
                     splits: tuple[str, ...] = ("val", "test"), batch: int = 4096) -> dict[str, dict[str, dict]]:
-    """{split: {baseline: metrics}} over every window of each split's WindowDataset. The seasonal naive forecast
-    is left out when the season is 1 (it would be the last value) or longer than the input window."""
+    """{split: {baseline: metrics}} over every window of each split's WindowDataset."""
     weights = torch.from_numpy(fit_linear(train_values, seq_len, pred_len))
-    names = [n for n in NAMES if n != "seasonal_naive" or 1 < season <= seq_len]
-    scores: dict[str, dict[str, dict]] = {}
-    for split in splits:
-        dataset = datasets[split]
-        accumulators = {name: MetricAccumulator() for name in names}
-        for start in range(0, len(dataset), batch):
-            windows = dataset.__getitems__(list(range(start, min(start + batch, len(dataset)))))
-            x, y = windows["x"], windows["y"]
-            scored = y.shape[-1]  # MS scores the target, the last variable
-            forecasts = {"last_value": last_value(x, pred_len), "linear": linear(x, weights)}
-            if "seasonal_naive" in names:
-                forecasts["seasonal_naive"] = seasonal_naive(x, pred_len, season)
-            for name in names:
-                accumulators[name].update(forecasts[name][..., -scored:], y)
-        scores[split] = {name: {**acc.compute(), "samples": acc.samples} for name, acc in accumulators.items()}
-    return scores
+    return {split: score_windows(datasets[split], pred_len, season, weights, batch) for split in splits}
+
+
+def score_windows(dataset, pred_len: int, season: int, weights: torch.Tensor | None = None,
+                  batch: int = 4096) -> dict[str, dict]:
+    """{baseline: metrics} over every window of a WindowDataset; the linear map only when its weights are given.
+    The seasonal naive forecast is left out when the season is 1 (it would be the last value) or longer than the
+    input window."""
+    names = [n for n in NAMES if (n != "seasonal_naive" or 1 < season <= dataset.seq_len)
+             and (n != "linear" or weights is not None)]
+    accumulators = {name: MetricAccumulator() for name in names}
+    for start in range(0, len(dataset), batch):
+        windows = dataset.__getitems__(list(range(start, min(start + batch, len(dataset)))))
+        x, y = windows["x"], windows["y"]
+        scored = y.shape[-1]  # MS scores the target, the last variable
+        forecasts = {"last_value": last_value(x, pred_len)}
+        if "linear" in names:
+            forecasts["linear"] = linear(x, weights)
+        if "seasonal_naive" in names:
+            forecasts["seasonal_naive"] = seasonal_naive(x, pred_len, season)
+        for name in names:
+            accumulators[name].update(forecasts[name][..., -scored:], y)
+    return {name: {**acc.compute(), "samples": acc.samples} for name, acc in accumulators.items()}
 
 
 def best_baseline(baselines: dict[str, dict]) -> tuple[str, dict]:

@@ -24,7 +24,8 @@ from models.time_llm import TimeLLM
 
 
 def prompt_description(cfg: Config, data: DataBundle) -> str:
-    """The dataset's own description; under --recipe reference the reference's one sentence about ETT."""
+    """The dataset's own description; under --recipe reference the reference's one sentence about ETT. A run
+    records it (results.json model.description), so a forecast rebuilds the same prompt without the data."""
     if not cfg.prompt_domain:
         return REFERENCE_DESCRIPTION if is_reference(cfg) else data.description
     if cfg.content:
@@ -36,13 +37,13 @@ def prompt_description(cfg: Config, data: DataBundle) -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
-def build_model(cfg: Config, data: DataBundle, dtype: torch.dtype = torch.float32) -> TimeLLM:
+def build_model(cfg: Config, description: str, dtype: torch.dtype = torch.float32) -> TimeLLM:
     backbone = load_backbone(cfg.llm_model, llm_path=cfg.llm_path, llm_init=cfg.llm_init,
                              llm_layers=cfg.llm_layers, llm_dim=cfg.llm_dim,
                              allow_download=cfg.allow_download, dtype=dtype)
     if cfg.d_ff > backbone.hidden_size:
         raise UserError(f"--d_ff {cfg.d_ff} exceeds the backbone width {backbone.hidden_size}; lower it")
-    model = TimeLLM(backbone, description=prompt_description(cfg, data), seq_len=cfg.seq_len,
+    model = TimeLLM(backbone, description=description, seq_len=cfg.seq_len,
                     pred_len=cfg.pred_len, d_model=cfg.d_model, n_heads=cfg.n_heads, d_ff=cfg.d_ff,
                     patch_len=cfg.patch_len, stride=cfg.stride, num_tokens=cfg.num_tokens, dropout=cfg.dropout,
                     use_llm=cfg.llm_model.lower() != "none", **wavelet_parts(cfg),
@@ -78,7 +79,7 @@ def build_training(cfg: Config, accelerator: Accelerator) -> TrainingSetup:
     configure_backends(accelerator.device, compute_dtype(accelerator))
     data = build_data(cfg)
     loaders = build_loaders(cfg, data)
-    model = build_model(cfg, data, compute_dtype(accelerator))
+    model = build_model(cfg, prompt_description(cfg, data), compute_dtype(accelerator))
     if cfg.compile:
         compile_regions(model, model.llm, cfg.compile_mode)
     n_total = sum(p.numel() for p in model.parameters())

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -43,7 +44,10 @@ def save_weights(model: nn.Module, path: Path, metadata: dict[str, Any] | None =
 def load_weights(model: nn.Module, path: Path) -> None:
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path} (train this setting first, or check --checkpoints)")
-    state = load_file(str(path))
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise UserError(f"{path}: damaged checkpoint file, cannot be read ({str(err).splitlines()[0]})") from None
     expected = {name for name, p in model.named_parameters() if p.requires_grad}
     if set(state) != expected:
         raise UserError(f"{path} does not match this model's trainable parameters "

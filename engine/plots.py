@@ -99,3 +99,24 @@ def plot_run(model: torch.nn.Module, data: DataBundle, count: int, accelerator: 
     folder.mkdir(parents=True, exist_ok=True)
     windows = forecast_target_windows(model, data, count, accelerator)
     return draw(folder / PLOT_NAME, history, windows, title, data.columns[-1] if hasattr(data, "columns") else "value")
+
+
+def draw_forecast(path: Path, dates: Any, history: np.ndarray, future_dates: Any, forecast: np.ndarray,
+                  truth: np.ndarray | None, target: str, title: str) -> Path:
+    """The target's recent history and the forecast after it (and the truth, when known); written atomically."""
+    fig, ax = plt.subplots(figsize=(12, 4), dpi=100)
+    ax.plot(dates, history, color="0.35", label="history")
+    if truth is not None:
+        ax.plot(future_dates, truth, color="tab:green", label="truth")
+    ax.plot(future_dates, forecast, color="tab:red", label="forecast")
+    ax.axvline(future_dates[0], color="0.7", linewidth=0.8)
+    ax.set_ylabel(f"{target} (data units)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+    return path

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from data_provider.device_batches import DeviceWindowLoader
 from engine.accelerator import build_accelerator, deepspeed_stage, uses_deepspeed
 from engine.baselines import baseline_lines, m4_baseline, score_baselines
-from engine.builders import TrainingSetup, build_training
+from engine.builders import TrainingSetup, build_training, prompt_description
 from engine.cadence import score_test_after_epoch, validate_after_epoch, validate_after_step
 from engine.checkpoint import (
     find_last,
@@ -407,6 +407,7 @@ class Trainer:
         return {
             "setting": self.run_name, "seed": self.seed, "config": cfg.to_dict(), "data": s.data.summary(),
             "model": {"backbone": cfg.llm_model, "source": s.raw_model.llm.name_or_path or cfg.llm_init,
+                      "description": prompt_description(cfg, s.data),
                       "llm_init": cfg.llm_init, "llm_layers": s.raw_model.llm.config.num_hidden_layers,
                       "llm_dim": s.raw_model.llm.config.hidden_size, "prompt_tokens": s.raw_model.prompt.length,
                       "patch_tokens": s.raw_model.num_patches},
@@ -426,7 +427,7 @@ class Trainer:
                             "mixed_precision": acc.mixed_precision, "offload_optimizer": cfg.offload_optimizer,
                             "gradient_checkpointing": cfg.gradient_checkpointing, "grad_accum": cfg.grad_accum,
                             "device": str(acc.device)},
-            "checkpoint": str(self.best_path),
+            "checkpoint": str(self.best_path.resolve()),
         }
 
 

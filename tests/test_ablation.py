@@ -43,12 +43,9 @@ def test_no_llm_forward_feeds_normalised_reprogrammed_patches_to_the_head():
     from engine.builders import build_model
     from engine.config import Config
 
-    class _Data:
-        description = "test"
-
     cfg = Config(llm_model="none", d_model=8, d_ff=16, n_heads=2, num_tokens=20, seq_len=32, pred_len=8,
                  patch_len=8, stride=8, dropout=0.0)
-    model = build_model(cfg, _Data()).eval()
+    model = build_model(cfg, "test").eval()
     x = torch.randn(3, 32, 2)
     out = model(x)
     assert out.shape == (3, 8, 2)

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -54,6 +55,15 @@ def test_two_process_zero2_matches_one_process_evaluation(ett_root, tmp_path):
     assert one["metrics"]["test"]["samples"] == result["metrics"]["test"]["samples"]
     assert one["metrics"]["test"]["mse"] == pytest.approx(result["metrics"]["test"]["mse"], abs=1e-5)
     assert one["metrics"]["test"]["mae"] == pytest.approx(result["metrics"]["test"]["mae"], abs=1e-5)
+
+    # ... and forecast on one CPU process by forecast.py's API, over the rows of the test split
+    from engine.forecaster import Forecaster
+
+    a, b = result["data"]["borders"]["test"]
+    rows = pd.read_csv(ett_root / "ETTh1.csv").iloc[a:b]
+    run = out / next(f for f in files if f.endswith("/results.json"))
+    scored = Forecaster.load(run, device="cpu").predict(rows, rolling=True).attrs["metrics"]
+    assert scored["mse"] == pytest.approx(result["metrics"]["test"]["mse"], abs=1e-5)
 
 
 # ------------------------------------------------------------------ resume

@@ -31,7 +31,7 @@ def test_output_shapes(ett_root, features, n_in):
     data = build_data(cfg)
     batch = data.datasets["train"].__getitems__([0, 1, 2])
     assert batch["x"].shape == (3, 48, n_in)
-    model = build_model(cfg, data)
+    model = build_model(cfg, data.description)
     out = model(batch["x"])
     assert out.shape == (3, 12, n_in)
     assert out[..., -batch["y"].shape[-1]:].shape == batch["y"].shape
