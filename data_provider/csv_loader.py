@@ -29,14 +29,44 @@ def read_series(path: Path, *, date_column: str | None, target: str, features: s
                              fillna=fillna, drop_columns=drop_columns)
 
 
+SEPARATORS = (",", ";", "\t", "|")
+
+
 def read_frame(path: Path) -> pd.DataFrame:
-    """The file as a table (the file-format part: existence, parsing, encoding)."""
+    """The file as a table (the file-format part: existence, separator, parsing, encoding)."""
     if not path.is_file():
         raise UserError(f"data file not found: {path} (set --root_path/--data_path; see README 'Datasets')")
     try:
-        return pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        return pd.read_csv(path, sep=separator(path))
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text at {_undecodable(path)}; save the file as UTF-8") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise UserError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from None
+
+
+def separator(path: Path) -> str:
+    """The header line's most frequent of , ; tab | (a comma when it holds none of them)."""
+    with open(path, "rb") as f:
+        header = f.readline().decode("utf-8", errors="replace")
+    counts = {sep: header.count(sep) for sep in SEPARATORS}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else ","
+
+
+def _undecodable(path: Path) -> str:
+    """Line and byte of the first bytes that are not UTF-8."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        return f"line {line} (byte 0x{data[err.start]:02x})"
+    return "an unknown position"
+
+
+def row_label(source: Path | str, index: int) -> str:
+    """A row as the user finds it: its line in a CSV file (the header is line 1), or its position in a frame."""
+    return f"line {index + 2}" if isinstance(source, Path) else f"row {index}"
 
 
 def series_from_frame(frame: pd.DataFrame, path: Path | str, *, date_column: str | None, target: str, features: str,
@@ -58,6 +88,12 @@ def series_from_frame(frame: pd.DataFrame, path: Path | str, *, date_column: str
         bad = frame[date_column][dates.isna()].iloc[0]
         raise UserError(f"{path}: the first column {date_column!r} must hold dates; "
                         f"{int(dates.isna().sum())} values are not (e.g. {bad!r})")
+    steps = np.diff(pd.DatetimeIndex(dates).asi8)
+    if (steps <= 0).any():
+        row = int(np.argmax(steps <= 0)) + 1
+        how = "repeats the timestamp of" if steps[row - 1] == 0 else "comes before"
+        raise UserError(f"{path}: dates must increase; {row_label(path, row)} ({dates.iloc[row]}) {how} the row "
+                        f"before it ({dates.iloc[row - 1]}): sort the file by date and drop repeated timestamps")
     variables = frame.drop(columns=[date_column, *[c for c in drop_columns if c in frame.columns]])
     file_columns = [str(c) for c in variables.columns]
 
@@ -71,8 +107,10 @@ def series_from_frame(frame: pd.DataFrame, path: Path | str, *, date_column: str
 
     non_numeric = [str(c) for c in variables.columns if not pd.api.types.is_numeric_dtype(variables[c])]
     if non_numeric:
+        commas = any(variables[c].astype(str).str.fullmatch(r"-?\d+,\d+").any() for c in non_numeric)
         raise UserError(f"{path}: non-numeric columns {', '.join(non_numeric)}; "
-                        "remove them or convert them to numbers")
+                        + ("they hold decimal commas: write decimal points" if commas
+                           else "remove them or convert them to numbers"))
 
     values = variables.to_numpy(dtype=np.float64)
     bad = ~np.isfinite(values)

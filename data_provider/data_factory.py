@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,10 +104,11 @@ def build_csv_data(cfg: Config, *, with_time_features: bool = False) -> DataBund
     borders = compute_borders(spec.split, len(series.values), cfg.seq_len, cfg.percent)
     check_lengths(borders, cfg.seq_len, cfg.pred_len)
     lo, hi = borders.scaler_rows
-    mean = series.values[lo:hi].mean(axis=0)
-    std = series.values[lo:hi].std(axis=0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean = series.values[lo:hi].mean(axis=0)
+        std = series.values[lo:hi].std(axis=0)
     std = np.where(std > 0, std, 1.0)  # a constant column stays finite
-    scaled = (series.values - mean) / std
+    scaled = standardise(series.values, mean, std, series.columns, path)
 
     freq = cfg.freq or spec.freq
     feature_names(freq)  # an unknown --freq is an error even for models that ignore time features
@@ -124,6 +126,33 @@ def build_csv_data(cfg: Config, *, with_time_features: bool = False) -> DataBund
                       borders=borders, mean=mean, std=std, description=describe(cfg.data, path),
                       freq=freq, datasets=datasets, season_length=season_length,
                       input=input_record(cfg, series, target, drop_columns, mean, std, season_length))
+
+
+def standardise(values: np.ndarray, mean: np.ndarray, std: np.ndarray, columns: list[str], source) -> np.ndarray:
+    """(values - mean) / std, refusing columns whose train-split statistics overflow or whose standardised values
+    leave float32 (the model's precision): a metric on such data would be silently wrong."""
+    broken = [c for c, m, s in zip(columns, mean, std, strict=True) if not (np.isfinite(m) and np.isfinite(s))]
+    if broken:
+        raise UserError(f"{source}: column(s) {', '.join(broken)} overflow when standardised with the train split's "
+                        "mean and standard deviation (values too large for float64 arithmetic); rescale them")
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = (values - mean) / std
+        fits = np.isfinite(scaled.astype(np.float32)).all(axis=0)
+    if not fits.all():
+        listed = ", ".join(c for c, ok in zip(columns, fits, strict=True) if not ok)
+        raise UserError(f"{source}: column(s) {listed} hold values too far from the train split's range to "
+                        "represent once standardised (beyond float32); check them for corrupt values")
+    return scaled
+
+
+def fingerprint(data: DataBundle | M4Data) -> str:
+    """A digest of the values a run trains and is scored on: the same data under another path gives the same one."""
+    digest = hashlib.sha256()
+    arrays = [*data.train_series, *data.test_series] if isinstance(data, M4Data) else \
+        [d.values.numpy() for d in data.datasets.values()]
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:32]
 
 
 def build_loaders(cfg: Config, data: DataBundle) -> dict[str, DataLoader]:

@@ -4,8 +4,9 @@ Layout of `<checkpoints>/<run>/`:
   best.safetensors   trainable weights of the best validation epoch (what the test set is scored with)
   last/              everything `--resume` needs: weights and optimizer (DeepSpeed: its own sharded
                      checkpoint, frozen parameters excluded), scheduler, progress, every rank's RNG
+  previous/          the state saved before last/: resume falls back to it when last/ is damaged
 Every write goes to a temporary name first and is moved into place, so a crash mid-write leaves the
-previous checkpoint intact.
+previous checkpoint intact. Files are written with the mode every other output gets (0666 less the umask).
 """
 
 from __future__ import annotations
@@ -20,13 +21,39 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator
-from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from engine.errors import UserError
 
 DEEPSPEED_TAG = "zero"
+STATES = ("last", "previous")  # resumable states, newest first
+
+
+class DamagedCheckpoint(UserError):
+    """A checkpoint file exists but cannot be read (truncated, overwritten, not what its name says)."""
+
+
+def _read(path: Path, reader):
+    """reader(path), with any failure to parse the file reported as one line naming it."""
+    try:
+        return reader(path)
+    except FileNotFoundError:
+        raise DamagedCheckpoint(f"{path}: missing from the checkpoint") from None
+    except Exception as err:  # noqa: BLE001 (torch.load and safetensors raise many types on damaged bytes)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DamagedCheckpoint(f"{path}: damaged checkpoint file, cannot be read ({first[:200]})") from None
+
+
+def _torch_file(path: Path) -> Any:
+    return _read(path, lambda p: torch.load(p, weights_only=False))
+
+
+def _file_mode(path: Path) -> None:
+    """The mode a plain open() would give (safetensors writes 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -38,16 +65,14 @@ def save_weights(model: nn.Module, path: Path, metadata: dict[str, Any] | None =
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file(trainable_state(model), str(tmp), metadata={k: json.dumps(v) for k, v in (metadata or {}).items()})
+    _file_mode(tmp)
     os.replace(tmp, path)
 
 
 def load_weights(model: nn.Module, path: Path) -> None:
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path} (train this setting first, or check --checkpoints)")
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError) as err:
-        raise UserError(f"{path}: damaged checkpoint file, cannot be read ({str(err).splitlines()[0]})") from None
+    state = _read(path, lambda p: load_file(str(p)))
     expected = {name for name, p in model.named_parameters() if p.requires_grad}
     if set(state) != expected:
         raise UserError(f"{path} does not match this model's trainable parameters "
@@ -81,9 +106,11 @@ def _is_deepspeed(model: nn.Module) -> bool:
 
 
 def save_training_state(accelerator: Accelerator, model: nn.Module, raw_model: nn.Module,
-                        optimizer: torch.optim.Optimizer, progress: dict[str, Any], folder: Path) -> None:
-    """Called on every rank: each writes its share into folder.tmp, then the main process swaps it in."""
-    tmp, old = folder.with_name(folder.name + ".tmp"), folder.with_name(folder.name + ".old")
+                        optimizer: torch.optim.Optimizer, progress: dict[str, Any], run_dir: Path) -> None:
+    """Called on every rank: each writes its share into last.tmp, then the main process moves last/ to previous/
+    and last.tmp/ to last/. A crash at any point leaves at least one complete state."""
+    folder = run_dir / STATES[0]
+    tmp, previous = run_dir / (STATES[0] + ".tmp"), run_dir / STATES[1]
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -99,38 +126,38 @@ def save_training_state(accelerator: Accelerator, model: nn.Module, raw_model: n
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         if folder.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(folder, old)
+            shutil.rmtree(previous, ignore_errors=True)
+            os.replace(folder, previous)
         os.replace(tmp, folder)
-        shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
 
 
-def find_last(run_dir: Path) -> Path | None:
-    """The newest complete state: `last`, or `last.old` when a crash hit between the two renames."""
-    for name in ("last", "last.old"):
-        if (run_dir / name / "training_state.pt").is_file():
-            return run_dir / name
-    return None
+def find_states(run_dir: Path) -> list[Path]:
+    """The resumable states of a run folder, newest first (last/, then previous/)."""
+    return [run_dir / name for name in STATES if (run_dir / name / "training_state.pt").is_file()]
 
 
 def load_training_state(accelerator: Accelerator, model: nn.Module, raw_model: nn.Module,
                         optimizer: torch.optim.Optimizer, folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Restores weights and optimizer; returns (progress, this rank's RNG state) for the caller to apply."""
+    """Restores weights and optimizer; returns (progress, this rank's RNG state) for the caller to apply.
+    A file that cannot be read raises DamagedCheckpoint naming it."""
     if not (folder / "training_state.pt").is_file():
         raise UserError(f"--resume {folder}: no training_state.pt there (expected a checkpoint 'last' folder)")
+    progress = _torch_file(folder / "training_state.pt")
+    rng_file = folder / f"rng_rank{accelerator.process_index}.pt"
+    rng = _torch_file(rng_file if rng_file.is_file() else folder / "rng_rank0.pt")
     if _is_deepspeed(model):
         if not (folder / DEEPSPEED_TAG).is_dir():
             raise UserError(f"--resume {folder}: not a DeepSpeed checkpoint; resume with the precision/DeepSpeed "
                             "settings it was written with")
+        for part in sorted((folder / DEEPSPEED_TAG).glob("*.pt")):
+            _torch_file(part)
         model.load_checkpoint(str(folder), tag=DEEPSPEED_TAG, load_module_strict=False,
                               load_optimizer_states=True, load_lr_scheduler_states=False)
     else:
         if not (folder / "model.safetensors").is_file():
             raise UserError(f"--resume {folder}: a DeepSpeed checkpoint; resume it with DeepSpeed enabled")
+        optimizer_state = _torch_file(folder / "optimizer.pt")
         load_weights(raw_model, folder / "model.safetensors")
-        optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=False))
-    progress = torch.load(folder / "training_state.pt", weights_only=False)
-    rng_file = folder / f"rng_rank{accelerator.process_index}.pt"
-    rng = torch.load(rng_file if rng_file.is_file() else folder / "rng_rank0.pt", weights_only=False)
+        optimizer.load_state_dict(optimizer_state)
     return progress, rng

@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from engine.errors import UserError
@@ -146,8 +147,8 @@ class Config:
                                                 "(less memory, more compute)", group="distributed")
     grad_accum: int = _flag(1, "micro-batches per optimizer step", group="distributed")
     max_grad_norm: float = _flag(0.0, "clip the gradient norm to this value (0: no clipping)", group="distributed")
-    resume: str = _flag("", "auto: continue this setting's run from its last checkpoint; or a checkpoint folder",
-                        group="distributed")
+    resume: str = _flag("", "auto: continue the newest version of this setting that holds a resumable state; "
+                        "or a checkpoint folder (<checkpoints>/<run>/last)", group="distributed")
     save_every_steps: int = _flag(0, "also save the resumable state every N optimizer steps (0: each epoch)",
                                   group="distributed")
 
@@ -259,6 +260,8 @@ class Config:
         data = f"{self.data_pretrain}_{self.data}" if self.data_pretrain else self.data
         if self.data == "m4":
             data = f"m4_{self.seasonal_patterns}"
+        if self.data == "custom" and self.data_path:  # runs on different files keep apart
+            data = Path(self.data_path).stem
         model_id = self.model_id or f"{data}_{self.seq_len}_{self.pred_len}"
         llm = self.llm_model.replace("/", "-")
         llm = "noLLM" if llm.lower() == "none" else f"{llm}{self.llm_layers}"

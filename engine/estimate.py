@@ -185,7 +185,7 @@ def time_checkpoint(setup: TrainingSetup, accelerator: Accelerator, cfg: Config)
         t0 = time.perf_counter()
         save_training_state(accelerator, setup.model, setup.raw_model, setup.optimizer,
                             {"progress": {}, "scheduler": setup.scheduler.state_dict(), "config": cfg.to_dict()},
-                            folder / "last")
+                            folder)
         state_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         if accelerator.is_main_process:

@@ -56,7 +56,7 @@ def run_forecast(*, run: str, root_path: str, data_path: str, output: str, plot:
     picture = output_file(plot, run_file.parent, path, kind, ".png") if plot else None
     frame = read_frame(path)
     forecaster = Forecaster.load(run_file, device=device, batch_size=batch_size)
-    forecast = forecaster.predict(frame, rolling=rolling, fillna=fillna, name=str(path))
+    forecast = forecaster.predict(frame, rolling=rolling, fillna=fillna, name=path)
     lay, cfg = forecaster.layout, forecaster.cfg
     print(f"run {result['setting']} ({cfg.llm_model}, seq_len {cfg.seq_len}, pred_len {cfg.pred_len}) on "
           f"{forecaster.device}, {path.name}: {len(frame)} rows")

@@ -25,7 +25,8 @@ import pandas as pd
 import torch
 from accelerate.utils import set_seed
 
-from data_provider.csv_loader import Series, series_from_frame
+from data_provider.csv_loader import Series, row_label, series_from_frame
+from data_provider.data_factory import standardise
 from data_provider.seasonality import first_off_step
 from data_provider.windows import WindowDataset
 from engine.accelerator import DTYPES
@@ -34,10 +35,9 @@ from engine.builders import build_model
 from engine.checkpoint import load_weights
 from engine.config import Config
 from engine.errors import UserError
+from engine.results import RESULTS_FILE
 from engine.speed import configure_backends, eval_attention
 from models.time_llm import TimeLLM
-
-RESULTS_FILE = "results.json"
 
 
 def read_run(run: str | Path) -> tuple[Path, dict[str, Any]]:
@@ -137,7 +137,7 @@ class Forecaster:
                    batch_size or cfg.eval_batch_size)
 
     # ------------------------------------------------------------------ input
-    def series(self, frame: pd.DataFrame, name: str = "input", *, fillna: str | None = None) -> Series:
+    def series(self, frame: pd.DataFrame, name: str | Path = "input", *, fillna: str | None = None) -> Series:
         """The frame checked against the training file's layout: same variables in the same order, dates that
         increase (and, when training data was regular, step at its frequency), values filled as --fillna says."""
         lay = self.layout
@@ -161,14 +161,9 @@ class Forecaster:
         series = series_from_frame(frame, name, date_column=lay.date_column, target=lay.target,
                                    features=lay.features, fillna=fillna or lay.fillna,
                                    drop_columns=tuple(lay.drop_columns))
-        steps = np.diff(series.dates.asi8)
-        if (steps <= 0).any():
-            row = int(np.argmax(steps <= 0)) + 1
-            raise UserError(f"{name}: dates must increase; {_row(name, row)} ({series.dates[row]}) does not come "
-                            f"after the row before it ({series.dates[row - 1]})")
         return series
 
-    def _check_step(self, series: Series, first: int, name: str) -> None:
+    def _check_step(self, series: Series, first: int, name: str | Path) -> None:
         """Rows from `first` on step at the trained frequency (when the training file did)."""
         lay = self.layout
         if not lay.regular or not lay.freq:
@@ -176,8 +171,8 @@ class Forecaster:
         off = first_off_step(series.dates[first:], lay.freq)
         if off is not None:
             row = first + off
-            raise UserError(f"{name}: {_row(name, row)} ({series.dates[row]}) is not one {lay.freq} step after the "
-                            f"row before it; the run was trained on data sampled every {lay.freq}")
+            raise UserError(f"{name}: {row_label(name, row)} ({series.dates[row]}) is not one {lay.freq} step after "
+                            f"the row before it; the run was trained on data sampled every {lay.freq}")
 
     # ------------------------------------------------------------------ forecasts
     def _forecast(self, x: torch.Tensor) -> torch.Tensor:
@@ -202,13 +197,14 @@ class Forecaster:
         return pred, dataset
 
     def predict(self, frame: pd.DataFrame, *, rolling: bool = False, fillna: str | None = None,
-                name: str = "input") -> pd.DataFrame:
+                name: str | Path = "input") -> pd.DataFrame:
         """The next pred_len steps after the frame's last row, in data units, timestamps continuing the dates;
-        rolling=True: every window of the frame beside its truth (long format), metrics in `.attrs["metrics"]`."""
+        rolling=True: every window of the frame beside its truth (long format), metrics in `.attrs["metrics"]`.
+        `name` says where the frame came from in error messages (a Path: rows are named by their CSV line)."""
         return self._rolling(frame, fillna, name) if rolling else self._future(frame, fillna, name)
 
-    def _scaled(self, series: Series) -> np.ndarray:
-        return (series.values - self.layout.mean) / self.layout.std
+    def _scaled(self, series: Series, name: str | Path) -> np.ndarray:
+        return standardise(series.values, self.layout.mean, self.layout.std, series.columns, name)
 
     def _output_index(self) -> list[int]:
         """Positions of the output variables (file order) among the model's forecast columns."""
@@ -223,14 +219,14 @@ class Forecaster:
             return scaled * lay.std[-1] + lay.mean[-1]
         return scaled * lay.std[: scaled.shape[-1]] + lay.mean[: scaled.shape[-1]]
 
-    def _future(self, frame: pd.DataFrame, fillna: str | None, name: str) -> pd.DataFrame:
+    def _future(self, frame: pd.DataFrame, fillna: str | None, name: str | Path) -> pd.DataFrame:
         seq_len, pred_len = self.cfg.seq_len, self.cfg.pred_len
         series = self.series(frame, name, fillna=fillna)
         if len(series.values) < seq_len:
             raise UserError(f"{name}: {len(series.values)} rows; the model reads the last {seq_len} (seq_len), "
                             f"give at least {seq_len}")
         self._check_step(series, len(series.values) - seq_len, name)
-        window = self._scaled(series)[-seq_len:]
+        window = self._scaled(series, name)[-seq_len:]
         pred, _ = self._windows(np.concatenate([window, np.zeros((pred_len, window.shape[1]))]), pred_len)
         values = self._unscale(pred[0])[:, self._output_index()]
         dates = future_dates(series.dates, self.layout.freq, pred_len)
@@ -238,14 +234,14 @@ class Forecaster:
         out.insert(0, self.layout.date_column, dates)
         return out
 
-    def _rolling(self, frame: pd.DataFrame, fillna: str | None, name: str) -> pd.DataFrame:
+    def _rolling(self, frame: pd.DataFrame, fillna: str | None, name: str | Path) -> pd.DataFrame:
         seq_len, pred_len = self.cfg.seq_len, self.cfg.pred_len
         series = self.series(frame, name, fillna=fillna)
         if len(series.values) < seq_len + pred_len:
             raise UserError(f"{name}: {len(series.values)} rows; --rolling needs at least seq_len + pred_len = "
                             f"{seq_len + pred_len} (a window to read and one to score)")
         self._check_step(series, 0, name)
-        scaled = self._scaled(series)
+        scaled = self._scaled(series, name)
         pred, dataset = self._windows(scaled, pred_len)
         n_windows = dataset.n_windows
         rows = np.arange(n_windows)[:, None] + seq_len + np.arange(pred_len)  # [windows, pred_len]
@@ -272,7 +268,3 @@ def future_dates(dates: pd.DatetimeIndex, freq: str, count: int) -> pd.DatetimeI
     """`count` timestamps after the last one at the run's frequency."""
     return pd.date_range(dates[-1], periods=count + 1, freq=freq)[1:]
 
-
-def _row(name: str, index: int) -> str:
-    """Where a row is, as the user sees it: the CSV line (header is line 1) or the frame's row position."""
-    return f"line {index + 2}" if name.endswith(".csv") else f"row {index}"

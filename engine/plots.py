@@ -94,11 +94,11 @@ def draw(path: Path, history: list[dict[str, Any]], windows: dict[str, np.ndarra
 
 
 def plot_run(model: torch.nn.Module, data: DataBundle, count: int, accelerator: Accelerator, folder: Path,
-             history: list[dict[str, Any]], title: str) -> Path:
-    """Forecast `count` test windows with `model` and draw them with the loss curves into folder/forecast.png."""
+             history: list[dict[str, Any]], title: str, name: str = PLOT_NAME) -> Path:
+    """Forecast `count` test windows with `model` and draw them with the loss curves into folder/name."""
     folder.mkdir(parents=True, exist_ok=True)
     windows = forecast_target_windows(model, data, count, accelerator)
-    return draw(folder / PLOT_NAME, history, windows, title, data.columns[-1] if hasattr(data, "columns") else "value")
+    return draw(folder / name, history, windows, title, data.columns[-1] if hasattr(data, "columns") else "value")
 
 
 def draw_forecast(path: Path, dates: Any, history: np.ndarray, future_dates: Any, forecast: np.ndarray,

@@ -8,9 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from engine.config import Config
-
 RESULTS_TABLE = "result_long_term_forecast.txt"
+RESULTS_FILE = "results.json"
 
 
 def _finite(value: Any) -> Any:
@@ -24,14 +23,34 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def write_results(cfg: Config, run_name: str, result: dict[str, Any]) -> Path:
-    folder = Path(cfg.output_dir) / run_name
+def write_results(folder: Path, result: dict[str, Any], name: str = RESULTS_FILE) -> Path:
+    """folder/name, written atomically."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "results.json"
+    path = folder / name
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(_finite(result), indent=2, allow_nan=False))
     os.replace(tmp, path)
-    test = result["metrics"]["test"]
-    with open(Path(cfg.output_dir) / RESULTS_TABLE, "a", encoding="utf-8") as table:
-        table.write(f"{run_name}  \nmse:{test['mse']}, mae:{test['mae']}\n\n")
+    return path
+
+
+def record_in_table(output_dir: Path, run_name: str, test: dict[str, Any]) -> Path:
+    """The run's line in the TSLib table: appended, or replaced when this run version already has one (a resumed
+    or re-scored run), so the table holds one line per version."""
+    path = output_dir / RESULTS_TABLE
+    entry = f"{run_name}  \nmse:{test['mse']}, mae:{test['mae']}\n\n"
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    kept, replaced = [], False
+    for block in (b for b in text.split("\n\n") if b.strip()):
+        if block.split("\n", 1)[0].rstrip() != run_name:
+            kept.append(block)
+        elif not replaced:
+            kept.append(entry.rstrip("\n"))
+            replaced = True
+    if not replaced:
+        with open(path, "a", encoding="utf-8") as table:
+            table.write(entry)
+        return path
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(block + "\n\n" for block in kept), encoding="utf-8")
+    os.replace(tmp, path)
     return path

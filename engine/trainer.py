@@ -11,24 +11,28 @@ from __future__ import annotations
 import math
 import signal
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import broadcast_object_list, set_seed
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from data_provider.data_factory import fingerprint
 from data_provider.device_batches import DeviceWindowLoader
 from engine.accelerator import build_accelerator, deepspeed_stage, uses_deepspeed
 from engine.baselines import baseline_lines, m4_baseline, score_baselines
 from engine.builders import TrainingSetup, build_training, prompt_description
 from engine.cadence import score_test_after_epoch, validate_after_epoch, validate_after_step
 from engine.checkpoint import (
-    find_last,
+    DamagedCheckpoint,
+    find_states,
     load_training_state,
     load_weights,
     save_training_state,
@@ -40,26 +44,30 @@ from engine.errors import UserError
 from engine.losses import Loss, build_loss
 from engine.metrics import MetricAccumulator
 from engine.nan_guard import NonFiniteGuard
-from engine.plots import plot_run
-from engine.results import write_results
+from engine.plots import PLOT_NAME, plot_run
+from engine.results import RESULTS_FILE, record_in_table, write_results
+from engine.run_folders import BEST, RunFolders, choose, make_folder
 from engine.schedules import PER_STEP, observe_validation
 from engine.short_term import evaluate_short_term
 from engine.speed import eval_attention
 from engine.timing import peak_memory_mb
 from engine.tracking import build_tracker, epoch_values, final_values
 
-# flags that only say how or where to run, not what is trained: a resumed run may change them
+# flags that only say how or where to run, not what is trained: a resumed run may change them (the data the paths
+# name must stay the same: resume compares its fingerprint)
 RESUME_MAY_CHANGE = {"resume", "is_training", "num_workers", "eval_batch_size", "save_every_steps", "output_dir",
-                     "itr", "model_comment", "allow_download", "llm_path", "prefetch_factor", "device_data", "compile",
-                     "compile_mode", "log_with", "plot_windows", "max_bad_steps"}
+                     "checkpoints", "root_path", "data_path", "data_path_pretrain", "itr", "model_comment",
+                     "allow_download", "llm_path", "prefetch_factor", "device_data", "compile", "compile_mode",
+                     "log_with", "plot_windows", "max_bad_steps"}
 
 
 class Interrupted(Exception):
-    """A signal asked the run to stop; its state was saved first."""
+    """A signal asked the run to stop: during training its state was saved first; during the test (where="test")
+    the trained checkpoint is complete and only the scoring is lost."""
 
     def __init__(self, signum: int, where: str) -> None:
         super().__init__(where)
-        self.signum = signum
+        self.signum, self.where = signum, where
 
 
 @dataclass
@@ -156,18 +164,14 @@ class Trainer:
     def __init__(self, cfg: Config, accelerator: Accelerator, index: int) -> None:
         self.cfg, self.accelerator, self.index = cfg, accelerator, index
         self.seed = cfg.seed + index
-        self.run_name = f"{cfg.setting}_{index}"
-        self.ckpt_dir = Path(cfg.checkpoints) / self.run_name
-        self.best_path = self.ckpt_dir / "best.safetensors"
         self.say = accelerator.print
         set_seed(self.seed)
         self.setup = build_training(cfg, accelerator)  # data and model validated before any folder is made
-        if accelerator.is_main_process:
-            for flag, folder in (("--output_dir", Path(cfg.output_dir)), ("--checkpoints", self.ckpt_dir)):
-                try:
-                    folder.mkdir(parents=True, exist_ok=True)
-                except OSError as err:
-                    raise UserError(f"{flag} {folder}: cannot create it ({err.strerror})") from None
+        self.folders = self._choose_folders(f"{cfg.setting}_{index}")
+        self.run_name, self.ckpt_dir = self.folders.name, self.folders.checkpoints
+        self.best_path = self.ckpt_dir / BEST
+        if self.folders.note:
+            self.say(self.folders.note)
         self.progress = Progress()
         self.guard = NonFiniteGuard(cfg, accelerator, self.setup.trainable)
         self.tracker = build_tracker(cfg, self.run_name) if accelerator.is_main_process else None
@@ -175,25 +179,56 @@ class Trainer:
         self.pending_rng: dict | None = None
 
     # ------------------------------------------------------------------ state
+    def _choose_folders(self, base: str) -> RunFolders:
+        """The main process picks (and claims) this run's version folders; every rank gets its choice."""
+        cfg, acc = self.cfg, self.accelerator
+        choice: RunFolders | str | None = None
+        if acc.is_main_process:
+            try:
+                choice = choose(Path(cfg.output_dir), Path(cfg.checkpoints), base, is_training=bool(cfg.is_training),
+                                resume=cfg.resume, has_state=lambda folder: bool(find_states(folder)))
+                make_folder("--output_dir", choice.results)
+                make_folder("--checkpoints", choice.checkpoints)
+            except UserError as err:
+                choice = str(err)
+        if acc.num_processes > 1:
+            choice = broadcast_object_list([choice])[0]
+        if isinstance(choice, str):
+            raise UserError(choice)
+        return choice
+
     def save_state(self) -> None:
         s = self.setup
         save_training_state(self.accelerator, s.model, s.raw_model, s.optimizer,
                             {"progress": asdict(self.progress), "scheduler": s.scheduler.state_dict(),
-                             "config": self.cfg.to_dict()}, self.ckpt_dir / "last")
+                             "config": self.cfg.to_dict(), "data_fingerprint": self.data_fingerprint},
+                            self.ckpt_dir)
+
+    @cached_property
+    def data_fingerprint(self) -> str:
+        return fingerprint(self.setup.data)
 
     def resume(self) -> None:
-        folder = find_last(self.ckpt_dir) if self.cfg.resume == "auto" else Path(self.cfg.resume)
-        if folder is None:
-            self.say(f"--resume auto: no checkpoint in {self.ckpt_dir}; starting from scratch")
-            return
-        if not folder.is_dir():
-            raise UserError(f"--resume {folder}: no such checkpoint folder")
+        states = find_states(self.ckpt_dir) if self.cfg.resume == "auto" else [Path(self.cfg.resume)]
+        if not states:
+            return  # run_folders already said that this run starts from scratch
         s = self.setup
-        saved, rng = load_training_state(self.accelerator, s.model, s.raw_model, s.optimizer, folder)
+        for i, folder in enumerate(states):
+            try:
+                saved, rng = load_training_state(self.accelerator, s.model, s.raw_model, s.optimizer, folder)
+                break
+            except DamagedCheckpoint as err:
+                if i + 1 == len(states):
+                    raise UserError(f"--resume: {err}; no intact state is left to resume from (train again without "
+                                    f"--resume; {self.best_path.name} is kept)") from None
+                self.say(f"--resume: {err}; resuming from the state saved before it, {states[i + 1]}")
         changed = [k for k, v in saved["config"].items() if k not in RESUME_MAY_CHANGE and getattr(self.cfg, k, v) != v]
         if changed:
             raise UserError(f"--resume {folder}: it was written with other values of "
                             f"{', '.join('--' + k for k in changed)}; resume with the flags it was trained with")
+        if saved.get("data_fingerprint", self.data_fingerprint) != self.data_fingerprint:
+            raise UserError(f"--resume {folder}: it was trained on other data than {self.setup.data.path} holds now; "
+                            "resume with the data it was trained on")
         s.scheduler.load_state_dict(saved["scheduler"])
         # checkpoints written before --val_every counted early stopping in epochs ("bad_epochs")
         self.progress = Progress(**{("bad_validations" if k == "bad_epochs" else k): v
@@ -325,8 +360,6 @@ class Trainer:
     def fit(self) -> None:
         if self.cfg.resume:
             self.resume()
-        if self.progress.global_step == 0 and self.accelerator.is_main_process:
-            self.best_path.unlink(missing_ok=True)  # never score a previous run's weights as this run's
         handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         try:
             for epoch in range(self.progress.epoch, self.cfg.train_epochs):
@@ -363,21 +396,24 @@ class Trainer:
                                 "under fp16 try bf16)")
         load_weights(s.raw_model, self.best_path)
         t0 = time.perf_counter()
-        if cfg.task_name == "short_term_forecast":
-            test = evaluate_short_term(s.model, s.loaders["test"], acc, s.data, forecast)
-        else:
-            test = evaluate(s.model, s.loaders["test"], acc, "test")
+        with stop_on_signal("test"):
+            if cfg.task_name == "short_term_forecast":
+                test = evaluate_short_term(s.model, s.loaders["test"], acc, s.data, forecast)
+            else:
+                test = evaluate(s.model, s.loaders["test"], acc, "test")
         test_seconds = time.perf_counter() - t0
         result = self._result(test, baselines, test_seconds, time.perf_counter() - started)
         if acc.is_main_process:
+            # a training run writes results.json; scoring a trained version (--is_training 0) writes beside it
+            prefix = "" if cfg.is_training else "test_"
             if cfg.plot_windows:
-                result["plot"] = str(plot_run(s.raw_model, s.data, cfg.plot_windows, acc,
-                                              Path(cfg.output_dir) / self.run_name, self.progress.history,
-                                              self.run_name))
+                result["plot"] = str(plot_run(s.raw_model, s.data, cfg.plot_windows, acc, self.folders.results,
+                                              self.progress.history, self.run_name, prefix + PLOT_NAME))
             if self.tracker is not None:
                 self.tracker.log(final_values(test), step=self.progress.global_step)
                 self.tracker.finish()
-            out = write_results(cfg, self.run_name, result)
+            out = write_results(self.folders.results, result, prefix + RESULTS_FILE)
+            record_in_table(Path(cfg.output_dir), self.run_name, test)
             self.say(f"test  mse {test['mse']:.4f}  mae {test['mae']:.4f}  ({test['samples']} samples, best epoch "
                      f"{self.progress.best_epoch or 'from checkpoint'})")
             if baselines.get("test"):
@@ -431,17 +467,38 @@ class Trainer:
         }
 
 
+@contextmanager
+def stop_on_signal(where: str):
+    """SIGTERM/SIGINT stop the block at once (nothing to save there) as Interrupted(where)."""
+
+    def stop(signum: int, _frame) -> None:
+        raise Interrupted(signum, where)
+
+    handlers = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
 def run_experiments(cfg: Config) -> list[dict[str, Any]]:
     accelerator = build_accelerator(cfg)
     results = []
     for index in range(cfg.itr):
+        trainer = None
         try:
-            results.append(Trainer(cfg, accelerator, index).run())
+            trainer = Trainer(cfg, accelerator, index)
+            results.append(trainer.run())
         except Interrupted as stop:
             name = signal.Signals(stop.signum).name
-            accelerator.print(f"interrupted by {name} at {stop}: state saved to "
-                              f"{Path(cfg.checkpoints) / f'{cfg.setting}_{index}' / 'last'}; "
-                              "continue with --resume auto")
+            if stop.where == "test":
+                accelerator.print(f"interrupted by {name} during the test: training had finished and "
+                                  f"{trainer.best_path} is complete; score it with the same flags and "
+                                  "--is_training 0 (or --resume auto)")
+            else:
+                accelerator.print(f"interrupted by {name} at {stop}: state saved to {trainer.ckpt_dir / 'last'}; "
+                                  "continue with --resume auto")
             raise SystemExit(128 + stop.signum) from None
         accelerator.free_memory()
     return results

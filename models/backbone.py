@@ -99,8 +99,11 @@ def _heads_for(width: int) -> int:
     return 1
 
 
-def _random_config(llm_model: str, source: str, allow_download: bool) -> PretrainedConfig:
-    """Architecture of the named backbone without its weights; no network needed for the built-in names."""
+def _random_config(llm_model: str, source: str, allow_download: bool, llm_path: str) -> PretrainedConfig:
+    """Architecture of the named backbone without its weights: --llm_path's config.json when given, else the
+    built-in names' own (no network needed)."""
+    if llm_path:
+        return _load_config(llm_model, source, allow_download, random=True)
     if llm_model == "GPT2":
         return GPT2Config()
     if llm_model == "LLAMA":
@@ -108,7 +111,7 @@ def _random_config(llm_model: str, source: str, allow_download: bool) -> Pretrai
                            num_attention_heads=32, num_key_value_heads=32, vocab_size=32000)
     if llm_model == "BERT":
         return BertConfig()
-    return _load_config(llm_model, source, allow_download)
+    return _load_config(llm_model, source, allow_download, random=True)
 
 
 def _resize(config: PretrainedConfig, width: int) -> None:
@@ -141,11 +144,15 @@ def _fused_activation(config: PretrainedConfig) -> None:
         config.activation_function = "gelu_pytorch_tanh"
 
 
-def _load_config(llm_model: str, source: str, allow_download: bool) -> PretrainedConfig:
+def _load_config(llm_model: str, source: str, allow_download: bool, random: bool = False) -> PretrainedConfig:
     try:
         return AutoConfig.from_pretrained(source, local_files_only=not allow_download)
     except (OSError, ValueError):
         where = f"the folder {source}" if Path(source).exists() else f"the Hugging Face cache ({source})"
+        if random:
+            raise UserError(f"--llm_model {llm_model} --llm_init random: no config.json found in {where}; name a "
+                            "built-in architecture (GPT2, LLAMA, BERT, MiniLM), pass --llm_path DIR holding the "
+                            "model's config.json, or --allow_download to fetch it") from None
         raise UserError(f"--llm_model {llm_model}: no model found in {where}; put its files in a folder and pass "
                         "--llm_path DIR, pass --allow_download to fetch it, or --llm_init random") from None
 
@@ -179,7 +186,7 @@ def load_backbone(llm_model: str, *, llm_path: str = "", llm_init: str = "pretra
     no_llm = llm_model.lower() == "none"
     source = _source("MiniLM" if no_llm and not llm_path else llm_model, llm_path)
     random = llm_init == "random"
-    config = _random_config(llm_model, source, allow_download) if random \
+    config = _random_config(llm_model, source, allow_download, llm_path) if random \
         else _load_config(llm_model, source, allow_download)
     available = config.num_hidden_layers
     if no_llm:

@@ -226,4 +226,4 @@ def test_output_dir_that_cannot_exist(bad_csvs, tmp_path, capsys):
     (tmp_path / "afile").write_text("x")
     err = _error([*_custom(bad_csvs, "good.csv"), "--llm_model", "GPT2", "--llm_init", "random", "--llm_layers", "1",
                   "--llm_dim", "64", "--output_dir", str(tmp_path / "afile" / "x")], capsys)
-    assert "--output_dir" in err and "cannot create" in err
+    assert "--output_dir" in err and "is a file, not a folder" in err

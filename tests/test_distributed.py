@@ -51,7 +51,7 @@ def test_two_process_zero2_matches_one_process_evaluation(ett_root, tmp_path):
     PartialState._reset_state()
     assert run_main.main([*_ett(ett_root), "--is_training", "0", "--output_dir", str(tmp_path / "one"),
                           "--checkpoints", str(ckpt)]) == 0
-    one = json.loads(next((tmp_path / "one").glob("*/results.json")).read_text())
+    one = json.loads(next((tmp_path / "one").glob("*/test_results.json")).read_text())
     assert one["metrics"]["test"]["samples"] == result["metrics"]["test"]["samples"]
     assert one["metrics"]["test"]["mse"] == pytest.approx(result["metrics"]["test"]["mse"], abs=1e-5)
     assert one["metrics"]["test"]["mae"] == pytest.approx(result["metrics"]["test"]["mae"], abs=1e-5)

@@ -91,8 +91,12 @@ def test_test_only_reuses_the_checkpoint(ett_run):
     assert code == 0
     import json
 
-    result = json.loads((tmp / "results" / ett_run["result"]["setting"] / "results.json").read_text())
-    assert result["metrics"]["test"] == ett_run["result"]["metrics"]["test"]
+    folder = tmp / "results" / ett_run["result"]["setting"]
+    scored = json.loads((folder / "test_results.json").read_text())
+    assert scored["metrics"]["test"] == ett_run["result"]["metrics"]["test"]
+    kept = json.loads((folder / "results.json").read_text())  # the training run's record is left as it was
+    assert kept["history"] == ett_run["result"]["history"] and kept["metrics"]["val"]["mse"] is not None
+    assert (tmp / "results" / "result_long_term_forecast.txt").read_text().count(ett_run["result"]["setting"]) == 1
 
 
 def test_itr_repeats_with_consecutive_seeds(ett_root, tmp_path):
