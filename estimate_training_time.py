@@ -14,7 +14,7 @@ import sys
 
 from engine.cli import run_cli
 from engine.config import build_parser
-from engine.estimate_flags import add_estimator_arguments
+from engine.estimate.flags import add_estimator_arguments
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def estimate() -> None:
-        from engine.estimate import estimate_command
+        from engine.estimate.estimator import estimate_command
 
         estimate_command(args, argv)
 

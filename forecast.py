@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
 
     def forecast() -> None:
-        from engine.forecast_cli import run_forecast  # heavy imports after argument parsing
+        from engine.forecast.cli import run_forecast  # heavy imports after argument parsing
 
         run_forecast(run=args.run, root_path=args.root_path, data_path=args.data_path, output=args.output,
                      plot=args.plot, rolling=args.rolling, fillna=args.fillna or None, device=args.device or None,

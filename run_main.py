@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser("Train and test Time-LLM-style forecasters.").parse_args(argv)
 
     def train_and_test() -> None:
-        from engine.trainer import run_experiments  # heavy imports after argument parsing
+        from engine.train.trainer import run_experiments  # heavy imports after argument parsing
 
         run_experiments(config_from_args(args))
 

@@ -1,5 +1,5 @@
 """Which SDPA kernels the CPU should use: training steps and evaluation batches under the math kernel alone (what
-engine/speed.py selects for training on CPUs) against every kernel (flash included: what evaluation re-enables),
+models/attention.py selects for training on CPUs) against every kernel (flash included: what evaluation re-enables),
 interleaved in one process on the same model, batches and device.
 
     python -m benchmarks.attention_kernels                                  # the embedded default (MiniLM)
@@ -15,11 +15,11 @@ import time
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from engine.accelerator import build_accelerator
-from engine.builders import build_training
 from engine.cli import prepare_process
 from engine.config import build_parser, config_from_args
-from engine.trainer import forecast, loss_fn, train_step
+from engine.train.accelerator import build_accelerator
+from engine.train.builders import build_training
+from engine.train.trainer import forecast, loss_fn, train_step
 
 KERNELS = {"math": [SDPBackend.MATH], "all": [SDPBackend.FLASH_ATTENTION, SDPBackend.MATH]}
 

@@ -5,7 +5,7 @@
 
 A run is trained for one step (`run_main.py`, a fresh process) on the first --rows rows of ETTh1 as custom data
 (70/10/20 split), so its test split holds a few hundred windows. Then, in this process, the trainer's test loop
-(`engine.trainer.evaluate` over the prepared test loader, as `--is_training 0` runs it) and
+(`engine.train.trainer.evaluate` over the prepared test loader, as `--is_training 0` runs it) and
 `Forecaster.predict(test rows, rolling=True)` alternate for --rounds rounds. Both print windows per second (one
 window = one sample the model forecasts: a variable's window under channel independence) and their test MSE,
 which must agree. Last line: `forecast throughput X.XXx of the trainer's test loop (... | device)`.
@@ -57,12 +57,12 @@ def main() -> int:
 
     import torch
 
-    from engine.accelerator import build_accelerator
-    from engine.checkpoint import load_weights
     from engine.cli import prepare_process
     from engine.config import Config
-    from engine.forecaster import Forecaster
-    from engine.trainer import Trainer, evaluate
+    from engine.forecast.forecaster import Forecaster
+    from engine.train.accelerator import build_accelerator
+    from engine.train.checkpoint import load_weights
+    from engine.train.trainer import Trainer, evaluate
 
     prepare_process()
     device_type = "cuda" if torch.cuda.is_available() else "cpu"

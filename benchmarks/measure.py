@@ -16,13 +16,13 @@ from accelerate.utils import set_seed
 from torch import nn
 
 from benchmarks.reference_path import REFERENCE_DROPOUT, ReferencePrompt, ReferenceTimeLLM, ReferenceTrainer
-from engine.accelerator import build_accelerator, compute_dtype
-from engine.builders import build_training, prompt_description
 from engine.config import build_parser, config_from_args
-from engine.flops import peak_tflops as gpu_peak_tflops
-from engine.speed import keep_host_memory
-from engine.step_clock import StepClock
-from engine.trainer import loss_fn, train_step
+from engine.estimate.flops import peak_tflops as gpu_peak_tflops
+from engine.estimate.step_clock import StepClock
+from engine.runtime import keep_host_memory
+from engine.train.accelerator import build_accelerator, compute_dtype
+from engine.train.builders import build_training, prompt_description
+from engine.train.trainer import loss_fn, train_step
 from models.backbone import load_tokenizer
 
 
@@ -306,7 +306,7 @@ def backbone_dropout(llm: nn.Module, p: float) -> Iterator[None]:
 def activation(llm: nn.Module, name: str) -> Iterator[None]:
     from transformers.activations import ACT2FN
 
-    from engine.speed import repeated_blocks
+    from engine.runtime import repeated_blocks
 
     mlps = [block.mlp for block in repeated_blocks(llm) or [] if hasattr(getattr(block, "mlp", None), "act")]
     saved = [mlp.act for mlp in mlps]

@@ -1,7 +1,7 @@
 """Step time and peak memory of one configuration under each precision / DeepSpeed / memory-saver variant.
 
 Each variant runs in its own process (peak memory is per process), builds exactly what training builds
-(`engine.builders.build_training`) and times `--steps` optimizer steps after `--warmup` untimed ones.
+(`engine.train.builders.build_training`) and times `--steps` optimizer steps after `--warmup` untimed ones.
 
     python benchmarks/memory_savers.py                       # CPU: ETTh1, GPT-2 shape, 6 layers, batch 8
     python benchmarks/memory_savers.py --batch_size 24 --variants all --json out.json   # on a GPU
@@ -42,12 +42,12 @@ def measure(flags: list[str], steps: int, warmup: int) -> dict:
     """Runs inside the child process: build, warm up, time steps, report peak memory."""
     import torch
 
-    from engine.accelerator import build_accelerator
-    from engine.builders import build_training
     from engine.cli import prepare_process
     from engine.config import build_parser, config_from_args
-    from engine.timing import peak_memory_mb
-    from engine.trainer import loss_fn, train_step
+    from engine.report.memory import peak_memory_mb
+    from engine.train.accelerator import build_accelerator
+    from engine.train.builders import build_training
+    from engine.train.trainer import loss_fn, train_step
 
     prepare_process()
     cfg = config_from_args(build_parser("bench").parse_args(flags))

@@ -6,7 +6,7 @@
 
 Both paths run in one process on the same device, from the same weights and the same batches; their steps
 alternate (and which goes first alternates too) so machine noise hits both alike. The optimised step is
-exactly what training runs: `engine.builders.build_training` + `engine.trainer.train_step`, data loading
+exactly what training runs: `engine.train.builders.build_training` + `engine.train.trainer.train_step`, data loading
 included. The reference path is `benchmarks/reference_path.py`. The last line reads
 `speedup X.XXx (optimised A steps/s vs reference B steps/s, device D, config C)`.
 """

@@ -36,12 +36,12 @@ VARIANTS = {"plain": [], "swt": ["--use_swt"], "dwt_prompt": ["--use_dwt_prompt"
 def measure(name: str, root_path: str, steps: int, warmup: int) -> None:
     import torch
 
-    from engine.accelerator import build_accelerator
-    from engine.builders import build_training
     from engine.cli import prepare_process
     from engine.config import build_parser, config_from_args
-    from engine.nan_guard import NonFiniteGuard
-    from engine.trainer import loss_fn, train_step
+    from engine.train.accelerator import build_accelerator
+    from engine.train.builders import build_training
+    from engine.train.nan_guard import NonFiniteGuard
+    from engine.train.trainer import loss_fn, train_step
 
     prepare_process()
     parser = build_parser("benchmark")

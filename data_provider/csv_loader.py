@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from engine.errors import UserError
+from core.errors import UserError
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Config -> scaled splits -> window datasets -> DataLoaders. The one data builder both CLIs call."""
+"""Options -> scaled splits -> window datasets -> DataLoaders. The one data builder every entry point calls."""
 
 from __future__ import annotations
 
@@ -11,15 +11,33 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from core.errors import UserError
 from data_provider.csv_loader import Series, read_series
 from data_provider.m4 import M4Data, build_m4_data
 from data_provider.registry import describe, get_spec, resolve_path
 from data_provider.seasonality import sampling_step, season_from_dates
 from data_provider.splits import SPLITS, Borders, check_lengths, compute_borders
-from data_provider.timefeatures import feature_names, time_features
 from data_provider.windows import WindowDataset, collate_batch
-from engine.config import Config
-from engine.errors import UserError
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """What the data layer reads of a run's flags (same names as the flags)."""
+
+    data: str = "vic_elec"
+    root_path: str = "./dataset"
+    data_path: str = ""
+    features: str = "S"
+    target: str = ""
+    seq_len: int = 192
+    pred_len: int = 48
+    fillna: str = "none"
+    percent: int = 100
+    enc_in: int = 0
+    season_length: int = 0
+    seasonal_patterns: str = "Monthly"
+    data_pretrain: str = ""
+    data_path_pretrain: str = ""
 
 
 @dataclass
@@ -31,7 +49,6 @@ class DataBundle:
     mean: np.ndarray  # scaler fitted on the train split only
     std: np.ndarray
     description: str
-    freq: str
     datasets: dict[str, WindowDataset]
     seasonality: int = 1  # for --loss MASE
     season_length: int = 1  # steps per season of the scored data, for the seasonal naive baseline
@@ -41,7 +58,7 @@ class DataBundle:
     def summary(self) -> dict:
         summary = {"path": str(self.path), "columns": self.columns, "n_vars": self.n_vars,
                    "borders": {s: list(self.borders.of(s)) for s in SPLITS},
-                   "samples": {s: len(d) for s, d in self.datasets.items()}, "freq": self.freq}
+                   "samples": {s: len(d) for s, d in self.datasets.items()}}
         if self.test_data is not None:
             summary["test_data"] = {k: v for k, v in self.test_data.summary().items() if k != "samples"}
         scored = self.test_data or self
@@ -50,59 +67,58 @@ class DataBundle:
         return summary
 
 
-def input_record(cfg: Config, series: Series, target: str, drop_columns: tuple[str, ...], mean: np.ndarray,
+def input_record(opts: DataOptions, series: Series, target: str, drop_columns: tuple[str, ...], mean: np.ndarray,
                  std: np.ndarray, season_length: int) -> dict:
     """The file's layout, its sampling step and the train-split scaler: with the run's flags, everything
     forecast.py needs to read new data exactly as training read this file."""
     freq, regular = sampling_step(series.dates) if len(series.dates) >= 3 else ("", False)
     return {"date_column": series.date_column, "file_columns": series.file_columns, "columns": series.columns,
-            "target": target, "features": cfg.features, "drop_columns": list(drop_columns), "freq": freq,
-            "regular": regular, "season_length": season_length, "fillna": cfg.fillna,
+            "target": target, "features": opts.features, "drop_columns": list(drop_columns), "freq": freq,
+            "regular": regular, "season_length": season_length, "fillna": opts.fillna,
             "mean": [float(v) for v in mean],
             "std": [float(v) for v in std]}
 
 
-def build_data(cfg: Config, *, with_time_features: bool = False) -> DataBundle | M4Data:
+def build_data(opts: DataOptions) -> DataBundle | M4Data:
     """The datasets of a run: M4 (--data m4), zero-shot (--data_pretrain) or one CSV."""
-    if cfg.data == "m4":
-        return build_m4_data(cfg.root_path, cfg.seasonal_patterns, cfg.seq_len, cfg.pred_len)
-    if cfg.data_pretrain:
-        return build_zero_shot(cfg, with_time_features=with_time_features)
-    return build_csv_data(cfg, with_time_features=with_time_features)
+    if opts.data == "m4":
+        return build_m4_data(opts.root_path, opts.seasonal_patterns, opts.seq_len, opts.pred_len)
+    if opts.data_pretrain:
+        return build_zero_shot(opts)
+    return build_csv_data(opts)
 
 
-def build_zero_shot(cfg: Config, *, with_time_features: bool = False) -> DataBundle:
+def build_zero_shot(opts: DataOptions) -> DataBundle:
     """Train and validate on --data_pretrain, test on --data. Each dataset is standardised with the scaler
     of its own train split, as the reference Time-LLM's run_pretrain.py does (one Dataset object per file)."""
-    if cfg.data_pretrain in ("custom", "m4") and not cfg.data_path_pretrain:
-        raise UserError(f"--data_pretrain {cfg.data_pretrain} needs --data_path_pretrain (a CSV under --root_path)")
-    if cfg.data_pretrain == "m4" or cfg.data == "m4":
+    if opts.data_pretrain in ("custom", "m4") and not opts.data_path_pretrain:
+        raise UserError(f"--data_pretrain {opts.data_pretrain} needs --data_path_pretrain (a CSV under --root_path)")
+    if opts.data_pretrain == "m4" or opts.data == "m4":
         raise UserError("zero-shot (--data_pretrain) works between long-term forecasting CSV datasets, not m4")
-    source_cfg = dataclasses.replace(cfg, data=cfg.data_pretrain, data_path=cfg.data_path_pretrain, enc_in=0,
-                                     target="" if cfg.data_pretrain != cfg.data else cfg.target)
-    source = build_csv_data(source_cfg, with_time_features=with_time_features)
-    target = build_csv_data(cfg, with_time_features=with_time_features)
+    source_opts = dataclasses.replace(opts, data=opts.data_pretrain, data_path=opts.data_path_pretrain, enc_in=0,
+                                      target="" if opts.data_pretrain != opts.data else opts.target)
+    source = build_csv_data(source_opts)
+    target = build_csv_data(opts)
     return dataclasses.replace(source, datasets={"train": source.datasets["train"], "val": source.datasets["val"],
                                                  "test": target.datasets["test"]}, test_data=target,
                                season_length=target.season_length)
 
 
-def build_csv_data(cfg: Config, *, with_time_features: bool = False) -> DataBundle:
-    """Time features are only computed for models that read them (Time-LLM does not)."""
-    spec = get_spec(cfg.data)
-    path = resolve_path(cfg.data, cfg.root_path, cfg.data_path)
-    target = cfg.target or spec.target
-    is_vic_elec = cfg.data == "vic_elec"
+def build_csv_data(opts: DataOptions) -> DataBundle:
+    spec = get_spec(opts.data)
+    path = resolve_path(opts.data, opts.root_path, opts.data_path)
+    target = opts.target or spec.target
+    is_vic_elec = opts.data == "vic_elec"
     drop_columns = ("Date", "Holiday") if is_vic_elec else ()
     series = read_series(path, date_column="Time" if is_vic_elec else None, target=target,
-                         features=cfg.features, fillna=cfg.fillna, drop_columns=drop_columns)
+                         features=opts.features, fillna=opts.fillna, drop_columns=drop_columns)
     n_columns = series.values.shape[1]
-    if cfg.enc_in and cfg.enc_in != n_columns:
-        raise UserError(f"--enc_in {cfg.enc_in} does not match the {n_columns} variable(s) of {path.name} "
-                        f"with --features {cfg.features}; pass --enc_in 0 to read it from the data")
+    if opts.enc_in and opts.enc_in != n_columns:
+        raise UserError(f"--enc_in {opts.enc_in} does not match the {n_columns} variable(s) of {path.name} "
+                        f"with --features {opts.features}; pass --enc_in 0 to read it from the data")
 
-    borders = compute_borders(spec.split, len(series.values), cfg.seq_len, cfg.percent)
-    check_lengths(borders, cfg.seq_len, cfg.pred_len)
+    borders = compute_borders(spec.split, len(series.values), opts.seq_len, opts.percent)
+    check_lengths(borders, opts.seq_len, opts.pred_len)
     lo, hi = borders.scaler_rows
     with np.errstate(over="ignore", invalid="ignore"):
         mean = series.values[lo:hi].mean(axis=0)
@@ -110,22 +126,17 @@ def build_csv_data(cfg: Config, *, with_time_features: bool = False) -> DataBund
     std = np.where(std > 0, std, 1.0)  # a constant column stays finite
     scaled = standardise(series.values, mean, std, series.columns, path)
 
-    freq = cfg.freq or spec.freq
-    feature_names(freq)  # an unknown --freq is an error even for models that ignore time features
-    marks = time_features(series.dates, freq) if with_time_features else None
-    channel_independent = cfg.features != "MS"
+    channel_independent = opts.features != "MS"
     datasets = {}
     for split in SPLITS:
         a, b = borders.of(split)
-        datasets[split] = WindowDataset(scaled[a:b], cfg.seq_len, cfg.pred_len,
-                                        channel_independent=channel_independent,
-                                        target_only=cfg.features == "MS",
-                                        marks=None if marks is None else marks[a:b])
-    season_length = cfg.season_length or season_from_dates(series.dates)
+        datasets[split] = WindowDataset(scaled[a:b], opts.seq_len, opts.pred_len,
+                                        channel_independent=channel_independent, target_only=opts.features == "MS")
+    season_length = opts.season_length or season_from_dates(series.dates)
     return DataBundle(path=path, columns=series.columns, n_vars=1 if channel_independent else n_columns,
-                      borders=borders, mean=mean, std=std, description=describe(cfg.data, path),
-                      freq=freq, datasets=datasets, season_length=season_length,
-                      input=input_record(cfg, series, target, drop_columns, mean, std, season_length))
+                      borders=borders, mean=mean, std=std, description=describe(opts.data, path),
+                      datasets=datasets, season_length=season_length,
+                      input=input_record(opts, series, target, drop_columns, mean, std, season_length))
 
 
 def standardise(values: np.ndarray, mean: np.ndarray, std: np.ndarray, columns: list[str], source) -> np.ndarray:
@@ -155,20 +166,20 @@ def fingerprint(data: DataBundle | M4Data) -> str:
     return digest.hexdigest()[:32]
 
 
-def build_loaders(cfg: Config, data: DataBundle) -> dict[str, DataLoader]:
+def build_loaders(data: DataBundle | M4Data, *, batch_size: int, eval_batch_size: int, num_workers: int = 0,
+                  prefetch_factor: int = 2) -> dict[str, DataLoader]:
     """Training drops its ragged last batch (as the benchmarks do); validation and test keep every sample."""
-    if len(data.datasets["train"]) < cfg.batch_size:
-        raise UserError(f"--batch_size {cfg.batch_size} is larger than the {len(data.datasets['train'])} "
+    if len(data.datasets["train"]) < batch_size:
+        raise UserError(f"--batch_size {batch_size} is larger than the {len(data.datasets['train'])} "
                         "training samples; lower it")
     # pinned host batches let the copy to the GPU run asynchronously (the accelerator copies non_blocking)
-    common = {"num_workers": cfg.num_workers, "collate_fn": collate_batch,
-              "pin_memory": torch.cuda.is_available(), "persistent_workers": cfg.num_workers > 0,
-              "prefetch_factor": cfg.prefetch_factor if cfg.num_workers > 0 else None}
+    common = {"num_workers": num_workers, "collate_fn": collate_batch,
+              "pin_memory": torch.cuda.is_available(), "persistent_workers": num_workers > 0,
+              "prefetch_factor": prefetch_factor if num_workers > 0 else None}
     return {
-        "train": DataLoader(data.datasets["train"], batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                            **common),
-        "val": DataLoader(data.datasets["val"], batch_size=cfg.eval_batch_size, shuffle=False,
-                          drop_last=False, **common),
-        "test": DataLoader(data.datasets["test"], batch_size=cfg.eval_batch_size, shuffle=False,
-                           drop_last=False, **common),
+        "train": DataLoader(data.datasets["train"], batch_size=batch_size, shuffle=True, drop_last=True, **common),
+        "val": DataLoader(data.datasets["val"], batch_size=eval_batch_size, shuffle=False, drop_last=False,
+                          **common),
+        "test": DataLoader(data.datasets["test"], batch_size=eval_batch_size, shuffle=False, drop_last=False,
+                           **common),
     }

@@ -23,7 +23,6 @@ class DeviceWindowLoader:
         self.dataset, self.batch_size, self.device = dataset, batch_size, device
         self.seed, self.num_processes, self.process_index, self.skip = seed, num_processes, process_index, skip
         self.values = dataset.values.to(device)
-        self.marks = None if dataset.marks is None else dataset.marks.to(device)
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -54,4 +53,4 @@ class DeviceWindowLoader:
         torch.empty((), dtype=torch.int64).random_()
         order = self.order()
         for i in range(self.skip, len(order)):
-            yield self.dataset.cut(self.values, self.marks, order[i])
+            yield self.dataset.cut(self.values, order[i])

@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from engine.errors import UserError
+from core.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -200,7 +200,6 @@ class M4Data:
     test_series: list[np.ndarray]
     seasonality: int
     description: str
-    freq: str
     datasets: dict[str, Dataset]
     naive2: np.ndarray | None = None  # the competition's Naive2 forecasts of the test horizons, when shipped
     columns: tuple[str, ...] = ("value",)
@@ -210,10 +209,7 @@ class M4Data:
         return {"path": str(self.path), "seasonal_pattern": self.pattern, "series": len(self.train_series),
                 "naive2": "submission-Naive2.csv" if self.naive2 is not None else "computed",
                 "horizon": len(self.test_series[0]), "seasonality": self.seasonality,
-                "samples": {s: len(d) for s, d in self.datasets.items()}, "freq": self.freq}
-
-
-_FREQ = {"Yearly": "y", "Quarterly": "q", "Monthly": "m", "Weekly": "w", "Daily": "d", "Hourly": "h"}
+                "samples": {s: len(d) for s, d in self.datasets.items()}}
 
 
 def build_m4_data(root_path: str, pattern: str, seq_len: int, pred_len: int) -> M4Data:
@@ -225,5 +221,5 @@ def build_m4_data(root_path: str, pattern: str, seq_len: int, pred_len: int) -> 
         "test": M4FixedWindows(train, test, seq_len),
     }
     return M4Data(path=folder, pattern=pattern, train_series=train, test_series=test, seasonality=spec.seasonality,
-                  description=f"{DESCRIPTION} This subset is {pattern.lower()}.", freq=_FREQ[pattern],
+                  description=f"{DESCRIPTION} This subset is {pattern.lower()}.",
                   datasets=datasets, naive2=official_naive2(folder, ids, spec.horizon))

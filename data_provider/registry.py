@@ -1,4 +1,4 @@
-"""What each `--data` name means: its file, split rule, target, frequency and prompt description."""
+"""What each `--data` name means: its file, split rule, target and prompt description."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import UserError
+from core.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -15,7 +15,6 @@ class DatasetSpec:
     default_file: str  # under --root_path; empty when the file ships with a package
     split: str  # "ett_hour" | "ett_minute" | "ratio" (70/10/20)
     target: str
-    freq: str
     description: str
 
 
@@ -23,15 +22,15 @@ _ETT = ("The Electricity Transformer Temperature (ETT) data records the oil temp
         "load features of electricity transformers in China, used to plan electric power deployment.")
 
 SPECS: dict[str, DatasetSpec] = {
-    "ETTh1": DatasetSpec("ETTh1", "ETTh1.csv", "ett_hour", "OT", "h", _ETT + " Sampled hourly."),
-    "ETTh2": DatasetSpec("ETTh2", "ETTh2.csv", "ett_hour", "OT", "h", _ETT + " Sampled hourly."),
-    "ETTm1": DatasetSpec("ETTm1", "ETTm1.csv", "ett_minute", "OT", "t", _ETT + " Sampled every 15 minutes."),
-    "ETTm2": DatasetSpec("ETTm2", "ETTm2.csv", "ett_minute", "OT", "t", _ETT + " Sampled every 15 minutes."),
-    "custom": DatasetSpec("custom", "", "ratio", "OT", "h", "A multivariate time series from a CSV file."),
-    "vic_elec": DatasetSpec("vic_elec", "", "ratio", "Demand", "30min",
+    "ETTh1": DatasetSpec("ETTh1", "ETTh1.csv", "ett_hour", "OT", _ETT + " Sampled hourly."),
+    "ETTh2": DatasetSpec("ETTh2", "ETTh2.csv", "ett_hour", "OT", _ETT + " Sampled hourly."),
+    "ETTm1": DatasetSpec("ETTm1", "ETTm1.csv", "ett_minute", "OT", _ETT + " Sampled every 15 minutes."),
+    "ETTm2": DatasetSpec("ETTm2", "ETTm2.csv", "ett_minute", "OT", _ETT + " Sampled every 15 minutes."),
+    "custom": DatasetSpec("custom", "", "ratio", "OT", "A multivariate time series from a CSV file."),
+    "vic_elec": DatasetSpec("vic_elec", "", "ratio", "Demand",
                             "Half-hourly electricity demand of Victoria, Australia, with daily and weekly cycles."),
     # files, windows and splits of M4 live in data_provider/m4.py (--seasonal_patterns picks the subset)
-    "m4": DatasetSpec("m4", "", "m4", "value", "d", "The M4 forecasting competition data."),
+    "m4": DatasetSpec("m4", "", "m4", "value", "The M4 forecasting competition data."),
 }
 
 # Built-in descriptions for the standard `--data custom` benchmarks, keyed by file stem.

@@ -16,9 +16,8 @@ class WindowDataset(Dataset):
     """
 
     def __init__(self, values: np.ndarray, seq_len: int, pred_len: int, *, channel_independent: bool,
-                 target_only: bool = False, marks: np.ndarray | None = None) -> None:
+                 target_only: bool = False) -> None:
         self.values = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
-        self.marks = None if marks is None else torch.from_numpy(np.ascontiguousarray(marks, dtype=np.float32))
         self.seq_len, self.pred_len = seq_len, pred_len
         self.channel_independent, self.target_only = channel_independent, target_only
         self.n_windows = len(values) - seq_len - pred_len + 1
@@ -32,9 +31,9 @@ class WindowDataset(Dataset):
 
     def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         """Batched fetch (the DataLoader calls this with the whole batch of indices)."""
-        return self.cut(self.values, self.marks, torch.as_tensor(indices, dtype=torch.long))
+        return self.cut(self.values, torch.as_tensor(indices, dtype=torch.long))
 
-    def cut(self, values: torch.Tensor, marks: torch.Tensor | None, index: torch.Tensor) -> dict[str, torch.Tensor]:
+    def cut(self, values: torch.Tensor, index: torch.Tensor) -> dict[str, torch.Tensor]:
         """The batch of samples `index` from `values` (this split's series, on any device, indices beside it)."""
         if self.channel_independent:
             channel, start = index // self.n_windows, index % self.n_windows
@@ -48,10 +47,7 @@ class WindowDataset(Dataset):
         else:
             x = values[x_rows]
             y = values[y_rows][..., -1:] if self.target_only else values[y_rows]
-        batch = {"x": x, "y": y}
-        if marks is not None:
-            batch["x_mark"], batch["y_mark"] = marks[x_rows], marks[y_rows]
-        return batch
+        return {"x": x, "y": y}
 
 
 def collate_batch(batch: dict[str, torch.Tensor] | list) -> dict[str, torch.Tensor]:

@@ -7,7 +7,7 @@ import sys
 import warnings
 from collections.abc import Callable
 
-from engine.errors import UserError
+from core.errors import UserError
 
 
 def prepare_process(flush_denormals: bool = True) -> None:
@@ -23,7 +23,7 @@ def prepare_process(flush_denormals: bool = True) -> None:
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-    from engine.speed import flush_subnormals
+    from engine.runtime import flush_subnormals
 
     flush_subnormals(flush_denormals)
 

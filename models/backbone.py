@@ -28,7 +28,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from engine.errors import UserError
+from core.errors import UserError
 
 HUB_IDS = {"GPT2": "openai-community/gpt2", "LLAMA": "huggyllama/llama-7b",
            "BERT": "google-bert/bert-base-uncased"}

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from engine.errors import UserError
+from core.errors import UserError
 
 _ANCHOR = "x"  # tokenized in front of every non-first piece so it sees mid-text context
 

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from transformers import DynamicCache
 
-from engine.speed import eval_attention
+from models.attention import eval_attention
 from models.backbone import Backbone, is_causal
 from models.layers import FlattenHead, PatchEmbedding, Reprogramming, RevIN
 from models.prompt import StatisticsPrompt

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import TINY, run_cli, synthetic_frame
-from engine.summarize import main as summarize_main
+from engine.report.summarize import main as summarize_main
 from models.backbone import load_backbone
 
 NO_LLM = [a for a in TINY]
@@ -40,8 +40,8 @@ def test_no_llm_run_skips_the_llm(ett_root, tmp_path, monkeypatch):
 
 
 def test_no_llm_forward_feeds_normalised_reprogrammed_patches_to_the_head():
-    from engine.builders import build_model
     from engine.config import Config
+    from engine.train.builders import build_model
 
     cfg = Config(llm_model="none", d_model=8, d_ff=16, n_heads=2, num_tokens=20, seq_len=32, pred_len=8,
                  patch_len=8, stride=8, dropout=0.0)
@@ -87,7 +87,7 @@ def test_zero_shot_trains_on_one_dataset_and_tests_on_another(target_root, tmp_p
 
     cfg = Config(data_pretrain="ETTh1", data_path_pretrain="ETTh1.csv", data="ETTh2", data_path="ETTh2.csv",
                  root_path=str(target_root), features="S", seq_len=48, pred_len=12).validate()
-    bundle = build_data(cfg)
+    bundle = build_data(cfg.data_options())
     target = pd.read_csv(target_root / "ETTh2.csv")["OT"].to_numpy()
     train = target[:8640]
     first = bundle.datasets["test"][0]["x"][:, 0].double().numpy()

@@ -10,8 +10,8 @@ import pytest
 from conftest import TINY, run_cli, synthetic_frame
 from data_provider.data_factory import build_data
 from data_provider.seasonality import season_from_dates
-from engine.baselines import fit_linear, score_baselines, window_gram
 from engine.config import Config
+from engine.evaluate.baselines import fit_linear, score_baselines, window_gram
 
 
 def direct_scores(values: np.ndarray, borders: dict, seq_len: int, pred_len: int, season: int,
@@ -55,7 +55,7 @@ def test_baselines_equal_a_direct_computation(tmp_path):
     synthetic_frame(400, ["a", "OT"]).to_csv(tmp_path / "small.csv", index=False)
     cfg = Config(data="custom", root_path=str(tmp_path), data_path="small.csv", features="M", seq_len=36,
                  pred_len=12, patch_len=8, stride=8).validate()
-    data = build_data(cfg)
+    data = build_data(cfg.data_options())
     assert data.season_length == 24  # hourly data: one day
     got = score_baselines(data.datasets, data.datasets["train"].values.numpy(), 36, 12, data.season_length)
     scaled = (pd.read_csv(tmp_path / "small.csv")[["a", "OT"]].to_numpy() - data.mean) / data.std
@@ -82,7 +82,7 @@ def test_seasonal_naive_is_left_out_when_the_season_does_not_fit(tmp_path):
     synthetic_frame(400, ["OT"]).to_csv(tmp_path / "small.csv", index=False)
     cfg = Config(data="custom", root_path=str(tmp_path), data_path="small.csv", seq_len=16, pred_len=8,
                  patch_len=8, stride=8).validate()
-    data = build_data(cfg)
+    data = build_data(cfg.data_options())
     got = score_baselines(data.datasets, data.datasets["train"].values.numpy(), 16, 8, data.season_length)
     assert set(got["test"]) == {"last_value", "linear"}  # a day of hourly data is longer than the window
 

@@ -31,8 +31,8 @@ def _setup(ett_root, **overrides):
     from accelerate.state import AcceleratorState
     from accelerate.utils import set_seed
 
-    from engine.accelerator import build_accelerator
-    from engine.builders import build_training
+    from engine.train.accelerator import build_accelerator
+    from engine.train.builders import build_training
 
     cfg = Config(data="ETTh1", root_path=str(ett_root), features="S", llm_model="GPT2", llm_init="random",
                  llm_layers=1, llm_dim=64, num_tokens=100, d_model=8, d_ff=16, n_heads=2, seq_len=48, pred_len=12,
@@ -44,7 +44,7 @@ def _setup(ett_root, **overrides):
 
 
 def _steps(cfg, accelerator, setup, n: int) -> list[float]:
-    from engine.trainer import loss_fn, train_step
+    from engine.train.trainer import loss_fn, train_step
 
     setup.model.train()
     losses, batches = [], iter(setup.loaders["train"])

@@ -8,8 +8,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from data_provider.data_factory import build_data
-from engine.config import Config
+from data_provider.data_factory import DataOptions, build_data
 from models.backbone import gpt2_tokenizer_from_package, minilm_dir
 from models.dwt_prompt import COMPRESSIONS, WaveletPromptStatistics
 from models.prompt import StatisticsPrompt
@@ -22,7 +21,7 @@ def _normalised(x: torch.Tensor) -> torch.Tensor:
 
 
 def _windows(ett_root, n: int = 16) -> torch.Tensor:
-    data = build_data(Config(data="ETTh1", root_path=str(ett_root), features="M", seq_len=SEQ_LEN, pred_len=24))
+    data = build_data(DataOptions(data="ETTh1", root_path=str(ett_root), features="M", seq_len=SEQ_LEN, pred_len=24))
     ds = data.datasets["test"]
     return _normalised(ds.__getitems__(list(range(0, len(ds), len(ds) // n))[:n])["x"][..., 0])
 

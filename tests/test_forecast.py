@@ -45,12 +45,12 @@ def test_last_test_window_matches_the_trainers_forecast(trained):
     rows before that window's target, both in data units."""
     from accelerate.state import AcceleratorState, PartialState
 
-    from engine.accelerator import build_accelerator
-    from engine.checkpoint import load_weights
     from engine.config import Config
-    from engine.forecaster import Forecaster
-    from engine.speed import eval_attention
-    from engine.trainer import Trainer, forecast
+    from engine.forecast.forecaster import Forecaster
+    from engine.train.accelerator import build_accelerator
+    from engine.train.checkpoint import load_weights
+    from engine.train.trainer import Trainer, forecast
+    from models.attention import eval_attention
 
     run, result, frame = trained
     cfg = Config(**{**result["config"], "is_training": 0})
@@ -74,7 +74,7 @@ def test_last_test_window_matches_the_trainers_forecast(trained):
 
 
 def test_rolling_over_the_test_split_gives_the_test_metrics(trained, tmp_path):
-    from engine.forecaster import Forecaster
+    from engine.forecast.forecaster import Forecaster
 
     run, result, frame = trained
     a, b = result["data"]["borders"]["test"]
@@ -95,7 +95,7 @@ def test_rolling_over_the_test_split_gives_the_test_metrics(trained, tmp_path):
 
 
 def test_cli_writes_what_the_api_returns(trained, tmp_path, capsys):
-    from engine.forecaster import Forecaster
+    from engine.forecast.forecaster import Forecaster
 
     run, _, frame = trained
     frame.to_csv(tmp_path / "new.csv", index=False)
@@ -117,7 +117,7 @@ def test_cli_writes_what_the_api_returns(trained, tmp_path, capsys):
 
 @pytest.mark.parametrize("freq,features", [("h", "S"), ("D", "MS"), ("15min", "M")])
 def test_timestamps_continue_the_data_frequency(tmp_path, freq, features):
-    from engine.forecaster import Forecaster
+    from engine.forecast.forecaster import Forecaster
 
     frame = synthetic_frame(700, COLUMNS, freq=freq)
     run, result = _train(tmp_path, frame, "--features", features)

@@ -10,13 +10,11 @@ import pytest
 import torch
 
 from conftest import TINY, run_cli
+from core.errors import UserError
 from data_provider.m4 import PATTERNS, M4TrainWindows, build_m4_data, load_pattern
 from data_provider.synthetic import write_m4
 from engine.config import Config
-from engine.errors import UserError
-from engine.losses import mase as mase_loss
-from engine.losses import smape as smape_loss
-from engine.m4_metrics import (
+from engine.evaluate.m4_metrics import (
     autocorrelation,
     is_seasonal,
     mase_per_series,
@@ -26,7 +24,9 @@ from engine.m4_metrics import (
     smape_per_series,
     summarize_patterns,
 )
-from engine.summarize import main as summarize_main
+from engine.report.summarize import main as summarize_main
+from engine.train.losses import mase as mase_loss
+from engine.train.losses import smape as smape_loss
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModel, AutoTokenizer
 
-from data_provider.data_factory import build_data
-from engine.builders import build_model
+from core.errors import UserError
+from data_provider.data_factory import DataOptions, build_data
 from engine.config import Config
-from engine.errors import UserError
+from engine.train.builders import build_model
 from models.backbone import gpt2_tokenizer_from_package, load_backbone, minilm_dir
 from models.prompt import StatisticsPrompt
 from models.time_llm import TimeLLM
@@ -28,7 +28,7 @@ def test_output_shapes(ett_root, features, n_in):
     cfg = Config(data="ETTh1", root_path=str(ett_root), features=features, seq_len=48, pred_len=12,
                  llm_model="GPT2", llm_init="random", llm_layers=1, llm_dim=64, num_tokens=50, d_model=8,
                  d_ff=16, n_heads=2, patch_len=8, stride=8)
-    data = build_data(cfg)
+    data = build_data(cfg.data_options())
     batch = data.datasets["train"].__getitems__([0, 1, 2])
     assert batch["x"].shape == (3, 48, n_in)
     model = build_model(cfg, data.description)
@@ -64,7 +64,7 @@ def test_frozen_backbone_runs_without_dropout_in_training():
 
 
 def _windows(ett_root, n: int = 24, seq_len: int = 96) -> torch.Tensor:
-    data = build_data(Config(data="ETTh1", root_path=str(ett_root), features="M", seq_len=seq_len, pred_len=24))
+    data = build_data(DataOptions(data="ETTh1", root_path=str(ett_root), features="M", seq_len=seq_len, pred_len=24))
     ds = data.datasets["test"]
     x = ds.__getitems__(list(range(0, len(ds), len(ds) // n))[:n])["x"][..., 0]
     return (x - x.mean(1, keepdim=True)) / torch.sqrt(x.var(1, keepdim=True, unbiased=False) + 1e-5)

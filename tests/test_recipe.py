@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from conftest import TINY, run_cli, synthetic_frame
+from core.errors import UserError
 from engine.config import build_parser, config_from_args
-from engine.errors import UserError
-from engine.optim import build_optimizer
-from engine.schedules import build_scheduler, schedule_params
+from engine.train.optim import build_optimizer
+from engine.train.schedules import build_scheduler, schedule_params
 from models.backbone import load_tokenizer
 from models.prompt import StatisticsPrompt
 

@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 
 from conftest import TINY, run_cli, synthetic_frame
-from engine.builders import build_training
 from engine.config import Config
-from engine.nan_guard import NonFiniteGuard
-from engine.trainer import loss_fn, train_step
+from engine.train.builders import build_training
+from engine.train.nan_guard import NonFiniteGuard
+from engine.train.trainer import loss_fn, train_step
 
 
 def read_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:

@@ -158,7 +158,7 @@ def test_outputs_share_one_file_mode(tmp_path, frame):
 # ------------------------------------------------------------------ checkpoints: damage and fallback
 def _stopped_run(tmp_path: Path, args: list[str], at_step: int) -> Path:
     """Run `args` and stop it with SIGTERM (delivered by the run's own process) once `at_step` steps are done."""
-    import engine.trainer as trainer_module
+    import engine.train.trainer as trainer_module
 
     real = trainer_module.train_step
     calls = {"n": 0}
@@ -245,7 +245,7 @@ def test_stopped_at_any_step_resumes_to_the_uninterrupted_metrics(tmp_path, fram
 
 def test_crash_while_writing_a_checkpoint_resumes_to_the_uninterrupted_metrics(tmp_path, frame):
     """The process dies inside a state save, after part of last.tmp/ is written: the state before it is used."""
-    import engine.checkpoint as checkpoint
+    import engine.train.checkpoint as checkpoint
 
     _write(tmp_path, frame)
     args = [*_custom(tmp_path), *RESUMABLE]
@@ -276,7 +276,7 @@ def test_crash_while_writing_a_checkpoint_resumes_to_the_uninterrupted_metrics(t
 
 
 def test_sigterm_during_the_test_says_how_to_continue(tmp_path, frame, capsys):
-    import engine.trainer as trainer_module
+    import engine.train.trainer as trainer_module
 
     _write(tmp_path, frame)
     real = trainer_module.evaluate
@@ -387,9 +387,9 @@ def test_fuzzed_files_build_or_fail_in_one_line(tmp_path_factory):
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
+    from core.errors import UserError
     from data_provider.data_factory import build_data
     from engine.config import Config
-    from engine.errors import UserError
 
     values = st.one_of(st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=False),  # flushed here
                        st.sampled_from([1e308, -1e308, 1e-308, 5e-324, 0.0, 1e45]))
@@ -433,7 +433,7 @@ def test_fuzzed_files_build_or_fail_in_one_line(tmp_path_factory):
         cfg = Config(data="custom", root_path=str(folder), data_path=path.name, features="M", seq_len=24,
                      pred_len=8, fillna=fillna)
         try:
-            data = build_data(cfg)
+            data = build_data(cfg.data_options())
         except UserError as err:
             assert "\n" not in str(err) and str(err)
             return

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from conftest import TINY, run_cli
+from core.errors import UserError
 from engine.config import Config
-from engine.errors import UserError
-from engine.optim import build_optimizer, decay_groups, effective_lr
-from engine.schedules import (
+from engine.train.optim import build_optimizer, decay_groups, effective_lr
+from engine.train.schedules import (
     COS_ETA_MIN,
     ScheduleParams,
     build_scheduler,

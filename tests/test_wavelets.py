@@ -12,8 +12,8 @@ import pytest
 import pywt
 import torch
 
+from core.errors import UserError
 from engine.config import Config
-from engine.errors import UserError
 from models.layers import PatchEmbedding
 from models.wavelets import SWT, WAVELETS
 

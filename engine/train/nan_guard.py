@@ -17,8 +17,8 @@ from __future__ import annotations
 import torch
 from accelerate import Accelerator
 
+from core.errors import UserError
 from engine.config import Config
-from engine.errors import UserError
 
 
 class TrainingDiverged(UserError):

@@ -1,9 +1,9 @@
 """The estimator: build exactly what training builds, time real steps and evaluation batches, project the run.
 
 What is timed is what engine/trainer.py's epoch timer measures: the loop over the prepared training loader
-(fetching the batch included) around engine.trainer.train_step, with its real optimizer and accumulation; the
+(fetching the batch included) around engine.train.trainer.train_step, with its real optimizer and accumulation; the
 first --warmup_batches optimizer steps are kept out of the steady-state figures and their excess is charged to
-epoch 1. Validation is timed through engine.trainer.evaluate itself. The estimator's model, optimizer and
+epoch 1. Validation is timed through engine.train.trainer.evaluate itself. The estimator's model, optimizer and
 loaders are its own copies: nothing of a run is read back or written (the checkpoint cost is measured in a
 temporary folder that is removed).
 """
@@ -24,10 +24,10 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 
-from engine.builders import TrainingSetup
 from engine.config import Config
-from engine.projection import Cadence, Costs, batches_per_process, optimizer_steps_per_epoch, project
-from engine.step_clock import StepClock
+from engine.estimate.projection import Cadence, Costs, batches_per_process, optimizer_steps_per_epoch, project
+from engine.estimate.step_clock import StepClock
+from engine.train.builders import TrainingSetup
 
 SCHEMA = "time-llm-estimate/1"
 
@@ -56,8 +56,8 @@ def time_training(setup: TrainingSetup, accelerator: Accelerator, cfg: Config, w
                   measure: int, measure_seconds: float = 0.0, max_steps: int = 1000) -> TrainTiming:
     """The trainer's epoch loop, step by step: fetch, train_step, and a boundary wherever the optimizer stepped.
     At least `measure` steps are timed, more (up to `max_steps`) until `measure_seconds` have passed."""
-    from engine.nan_guard import NonFiniteGuard
-    from engine.trainer import loss_fn, train_step
+    from engine.train.nan_guard import NonFiniteGuard
+    from engine.train.trainer import loss_fn, train_step
 
     clock = StepClock(accelerator.device)
     criterion = loss_fn(cfg.loss, setup.data.seasonality)
@@ -103,7 +103,7 @@ def time_training(setup: TrainingSetup, accelerator: Accelerator, cfg: Config, w
 # ---------------------------------------------------------------------------------------------- evaluation
 @dataclass
 class EvalTiming:
-    """One timed pass of engine.trainer.evaluate over the first batches of the validation loader."""
+    """One timed pass of engine.train.trainer.evaluate over the first batches of the validation loader."""
 
     pass_s: float  # the timed pass, set-up and final metrics included
     batch_s: list[float]  # per batch; the first also pays model.eval() and the prototypes' recomputation
@@ -140,7 +140,7 @@ class _FirstBatches:
 
 def time_evaluation(setup: TrainingSetup, accelerator: Accelerator, count: int) -> EvalTiming:
     """A 1-batch warm-up pass, then a timed pass, each entered from train mode as the trainer enters it."""
-    from engine.trainer import evaluate
+    from engine.train.trainer import evaluate
 
     loader = setup.loaders["val"]
     count = min(count, len(loader))
@@ -172,7 +172,7 @@ def time_checkpoint(setup: TrainingSetup, accelerator: Accelerator, cfg: Config)
     None across several nodes, where no temporary folder is shared."""
     from accelerate.utils import broadcast_object_list
 
-    from engine.checkpoint import save_training_state, save_weights
+    from engine.train.checkpoint import save_training_state, save_weights
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if int(os.environ.get("LOCAL_WORLD_SIZE", str(world))) != world:
@@ -207,7 +207,7 @@ def summary(values: list[float]) -> dict[str, float]:
 
 
 def peak_memory(device: torch.device) -> dict[str, float]:
-    from engine.timing import peak_memory_mb
+    from engine.report.memory import peak_memory_mb
 
     memory = peak_memory_mb(device)
     if device.type == "cuda":
@@ -221,9 +221,9 @@ def run_estimate(cfg: Config, opts: argparse.Namespace) -> dict[str, Any]:
     """Build, time and project; returns the report (the JSON written with --output)."""
     from accelerate.utils import set_seed
 
-    from engine.accelerator import build_accelerator, deepspeed_stage
-    from engine.builders import build_training
-    from engine.flops import peak_tflops
+    from engine.estimate.flops import peak_tflops
+    from engine.train.accelerator import build_accelerator, deepspeed_stage
+    from engine.train.builders import build_training
 
     started = time.perf_counter()
     set_seed(cfg.seed)
@@ -310,7 +310,7 @@ def run_estimate(cfg: Config, opts: argparse.Namespace) -> dict[str, Any]:
 def count_step_flops(raw: torch.nn.Module, accelerator: Accelerator, cfg: Config, n_vars: int) -> int | None:
     """FLOPs of one optimizer step on one process, under the run's autocast; None (with a note) when the counter
     cannot follow the model (e.g. through compiled regions): the timings stand without it."""
-    from engine.flops import training_flops
+    from engine.estimate.flops import training_flops
 
     x = torch.randn(cfg.batch_size, cfg.seq_len, n_vars, device=accelerator.device)
     try:
@@ -345,8 +345,8 @@ def is_out_of_memory(err: BaseException) -> bool:
 
 
 def check_estimator_flags(opts: argparse.Namespace) -> None:
-    from engine.errors import UserError
-    from engine.estimate_report import check_output_path
+    from core.errors import UserError
+    from engine.estimate.report import check_output_path
 
     if opts.warmup_batches < 0:
         raise UserError(f"--warmup_batches must be >= 0, got {opts.warmup_batches}")
@@ -364,14 +364,14 @@ def estimate_command(opts: argparse.Namespace, argv: list[str]) -> None:
     """estimate_training_time.py: one estimate (table + optional JSON), or --compare over several."""
     from accelerate import PartialState
 
+    from core.errors import UserError
     from engine.config import config_from_args
-    from engine.errors import UserError
-    from engine.estimate_report import format_report, write_json
+    from engine.estimate.report import format_report, write_report
 
     check_estimator_flags(opts)
     cfg = config_from_args(opts)  # the same validation, and the same messages, as run_main.py
     if opts.compare:
-        from engine.compare import run_compare
+        from engine.estimate.compare import run_compare
 
         run_compare(opts.compare, argv, opts.output)
         return
@@ -382,11 +382,11 @@ def estimate_command(opts: argparse.Namespace, argv: list[str]) -> None:
             raise
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         if opts.output and os.environ.get("RANK", "0") == "0":
-            write_json(opts.output, {"schema": SCHEMA, "status": "does_not_fit", "error": message,
+            write_report(opts.output, {"schema": SCHEMA, "status": "does_not_fit", "error": message,
                                      "config": cfg.to_dict()})
         raise UserError(f"does not fit: {message} (lower --batch_size, or try --use_amp or "
                         "--gradient_checkpointing)") from None
     if PartialState().is_main_process:
         print(format_report(report))
         if opts.output:
-            print(f"estimate: {write_json(opts.output, report)}")
+            print(f"estimate: {write_report(opts.output, report)}")

@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from core.errors import UserError
+from core.files import atomic_path
 from data_provider.csv_loader import read_frame
-from engine.baselines import best_baseline, skill
-from engine.errors import UserError
-from engine.forecaster import Forecaster, read_run
-from engine.plots import draw_forecast
+from engine.evaluate.baselines import best_baseline, skill
+from engine.forecast.forecaster import Forecaster, read_run
+from engine.report.plots import draw_forecast
 
 HISTORY_SHOWN = 4  # the plot shows this many forecast lengths of history before the forecast
 
@@ -40,9 +41,8 @@ def output_file(requested: str, run_folder: Path, data: Path, kind: str, suffix:
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
 
 
 def run_forecast(*, run: str, root_path: str, data_path: str, output: str, plot: str, rolling: bool,

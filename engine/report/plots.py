@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from accelerate import Accelerator  # noqa: E402
 
+from core.files import atomic_path  # noqa: E402
 from data_provider.data_factory import DataBundle  # noqa: E402
 
 PLOT_NAME = "forecast.png"
@@ -86,10 +87,9 @@ def draw(path: Path, history: list[dict[str, Any]], windows: dict[str, np.ndarra
         if i == 0:
             ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    tmp.replace(path)
     return path
 
 
@@ -115,8 +115,7 @@ def draw_forecast(path: Path, dates: Any, history: np.ndarray, future_dates: Any
     ax.legend(fontsize=8)
     fig.autofmt_xdate()
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    tmp.replace(path)
     return path

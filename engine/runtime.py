@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from models.attention import choose_attention
 
 
 def configure_backends(device: torch.device, dtype: torch.dtype) -> None:
@@ -26,24 +27,6 @@ def flush_subnormals(enabled: bool = True) -> None:
     ~1.6 s within 24 steps (benchmarks/subnormals.py). The setting is per thread and torch's worker threads copy it
     when they start, so entry points call this before any tensor work. Values this small change no result."""
     torch.set_flush_denormal(enabled)
-
-
-def choose_attention(device: torch.device, dtype: torch.dtype) -> None:
-    """The backbone always attends through SDPA; this picks its kernels for training. On CPUs in bf16/fp16 only the
-    math kernel (matmul-softmax-matmul) stays enabled: torch's CPU flash-attention backward is slower there
-    (benchmarks/attention_kernels.py: math/all 0.87 on etth1-gpt2-6l in bf16); in fp32 and on GPUs torch
-    chooses. The switches are process-wide (so activation checkpointing's recomputation sees the same kernel)
-    and evaluation re-enables every kernel (eval_attention). The result is the same either way."""
-    fused = not (device.type == "cpu" and dtype in (torch.bfloat16, torch.float16))
-    torch.backends.cuda.enable_flash_sdp(fused)  # despite the name, these switches cover every device
-    torch.backends.cuda.enable_mem_efficient_sdp(fused)
-
-
-def eval_attention():
-    """Inference has no backward, and there the fused kernels win on CPUs too (benchmarks/attention_kernels.py:
-    math/all 1.25 for the embedded default's validation, 1.34 on etth1-gpt2-6l in bf16)."""
-    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION,
-                        SDPBackend.MATH])
 
 
 def repeated_blocks(llm: nn.Module) -> nn.ModuleList | None:

@@ -25,18 +25,19 @@ import pandas as pd
 import torch
 from accelerate.utils import set_seed
 
+from core.errors import UserError
 from data_provider.csv_loader import Series, row_label, series_from_frame
 from data_provider.data_factory import standardise
 from data_provider.seasonality import first_off_step
 from data_provider.windows import WindowDataset
-from engine.accelerator import DTYPES
-from engine.baselines import score_windows
-from engine.builders import build_model
-from engine.checkpoint import load_weights
 from engine.config import Config
-from engine.errors import UserError
-from engine.results import RESULTS_FILE
-from engine.speed import configure_backends, eval_attention
+from engine.evaluate.baselines import score_windows
+from engine.report.results import RESULTS_FILE
+from engine.runtime import configure_backends
+from engine.train.accelerator import DTYPES
+from engine.train.builders import build_model
+from engine.train.checkpoint import load_weights
+from models.attention import eval_attention
 from models.time_llm import TimeLLM
 
 

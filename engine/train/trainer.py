@@ -24,13 +24,21 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from core.errors import UserError
 from data_provider.data_factory import fingerprint
 from data_provider.device_batches import DeviceWindowLoader
-from engine.accelerator import build_accelerator, deepspeed_stage, uses_deepspeed
-from engine.baselines import baseline_lines, m4_baseline, score_baselines
-from engine.builders import TrainingSetup, build_training, prompt_description
-from engine.cadence import score_test_after_epoch, validate_after_epoch, validate_after_step
-from engine.checkpoint import (
+from engine.config import RUN_ONLY, Config
+from engine.evaluate.baselines import baseline_lines, m4_baseline, score_baselines
+from engine.evaluate.metrics import MetricAccumulator
+from engine.evaluate.short_term import evaluate_short_term
+from engine.report.memory import peak_memory_mb
+from engine.report.plots import PLOT_NAME, plot_run
+from engine.report.results import RESULTS_FILE, record_in_table, write_results
+from engine.report.tracking import build_tracker, epoch_values, final_values
+from engine.train.accelerator import build_accelerator, deepspeed_stage, uses_deepspeed
+from engine.train.builders import TrainingSetup, build_training, prompt_description
+from engine.train.cadence import score_test_after_epoch, validate_after_epoch, validate_after_step
+from engine.train.checkpoint import (
     DamagedCheckpoint,
     find_states,
     load_training_state,
@@ -39,26 +47,11 @@ from engine.checkpoint import (
     save_weights,
     set_rng_state,
 )
-from engine.config import Config
-from engine.errors import UserError
-from engine.losses import Loss, build_loss
-from engine.metrics import MetricAccumulator
-from engine.nan_guard import NonFiniteGuard
-from engine.plots import PLOT_NAME, plot_run
-from engine.results import RESULTS_FILE, record_in_table, write_results
-from engine.run_folders import BEST, RunFolders, choose, make_folder
-from engine.schedules import PER_STEP, observe_validation
-from engine.short_term import evaluate_short_term
-from engine.speed import eval_attention
-from engine.timing import peak_memory_mb
-from engine.tracking import build_tracker, epoch_values, final_values
-
-# flags that only say how or where to run, not what is trained: a resumed run may change them (the data the paths
-# name must stay the same: resume compares its fingerprint)
-RESUME_MAY_CHANGE = {"resume", "is_training", "num_workers", "eval_batch_size", "save_every_steps", "output_dir",
-                     "checkpoints", "root_path", "data_path", "data_path_pretrain", "itr", "model_comment",
-                     "allow_download", "llm_path", "prefetch_factor", "device_data", "compile", "compile_mode",
-                     "log_with", "plot_windows", "max_bad_steps"}
+from engine.train.losses import Loss, build_loss
+from engine.train.nan_guard import NonFiniteGuard
+from engine.train.run_folders import BEST, RunFolders, choose, make_folder
+from engine.train.schedules import PER_STEP, observe_validation
+from models.attention import eval_attention
 
 
 class Interrupted(Exception):
@@ -222,7 +215,7 @@ class Trainer:
                     raise UserError(f"--resume: {err}; no intact state is left to resume from (train again without "
                                     f"--resume; {self.best_path.name} is kept)") from None
                 self.say(f"--resume: {err}; resuming from the state saved before it, {states[i + 1]}")
-        changed = [k for k, v in saved["config"].items() if k not in RESUME_MAY_CHANGE and getattr(self.cfg, k, v) != v]
+        changed = [k for k, v in saved["config"].items() if k not in RUN_ONLY and getattr(self.cfg, k, v) != v]
         if changed:
             raise UserError(f"--resume {folder}: it was written with other values of "
                             f"{', '.join('--' + k for k in changed)}; resume with the flags it was trained with")

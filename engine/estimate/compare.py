@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.errors import UserError
-from engine.estimate_report import duration, memory_text, write_json
+from core.errors import UserError
+from engine.estimate.report import duration, memory_text, write_report
 
-ESTIMATOR = Path(__file__).resolve().parents[1] / "estimate_training_time.py"
+ESTIMATOR = Path(__file__).resolve().parents[2] / "estimate_training_time.py"
 COMPARE_SCHEMA = "time-llm-estimate-compare/1"
 OWN_FLAGS = ("--compare", "--output")  # the parent's; every child gets its own --output
 RENDEZVOUS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -161,7 +161,7 @@ def run_compare(spec: str, argv: list[str], output: str) -> None:
     print(table)
     if output:
         first = outcomes[0].total_s
-        write_json(output, {"schema": COMPARE_SCHEMA, "base_flags": base, "recommendation": best,
+        write_report(output, {"schema": COMPARE_SCHEMA, "base_flags": base, "recommendation": best,
                             "configs": [{"name": o.variant.name, "flags": o.variant.flags, "status": o.status,
                                          "reason": o.reason or None,
                                          "speedup": first / o.total_s if first and o.total_s else None,

@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import UserError
+from core.errors import UserError
 
 BEST = "best.safetensors"
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from engine.cadence import score_test_after_epoch, validate_after_epoch
+from engine.train.cadence import score_test_after_epoch, validate_after_epoch
 
 
 def batches_per_process(samples: int, batch_size: int, processes: int, drop_last: bool) -> int:

@@ -2,35 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import math
-import os
 from pathlib import Path
 from typing import Any
+
+from core.files import write_json, write_text
 
 RESULTS_TABLE = "result_long_term_forecast.txt"
 RESULTS_FILE = "results.json"
 
 
-def _finite(value: Any) -> Any:
-    """JSON has no NaN/inf: those become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
 def write_results(folder: Path, result: dict[str, Any], name: str = RESULTS_FILE) -> Path:
     """folder/name, written atomically."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_finite(result), indent=2, allow_nan=False))
-    os.replace(tmp, path)
-    return path
+    return write_json(folder / name, result)
 
 
 def record_in_table(output_dir: Path, run_name: str, test: dict[str, Any]) -> Path:
@@ -50,7 +34,4 @@ def record_in_table(output_dir: Path, run_name: str, test: dict[str, Any]) -> Pa
         with open(path, "a", encoding="utf-8") as table:
             table.write(entry)
         return path
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(block + "\n\n" for block in kept), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text(path, "".join(block + "\n\n" for block in kept))

@@ -8,17 +8,17 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 
+from core.errors import UserError
 from data_provider.data_factory import DataBundle, build_data, build_loaders
 from data_provider.device_batches import DeviceWindowLoader
-from engine.accelerator import compute_dtype
 from engine.config import Config
-from engine.errors import UserError
-from engine.optim import build_optimizer, effective_lr
 from engine.recipes import REFERENCE_DESCRIPTION, is_reference
 from engine.recipes import summary as recipe_summary
-from engine.schedules import build_scheduler, schedule_params
-from engine.speed import compile_regions, configure_backends
-from engine.wavelet_options import wavelet_parts
+from engine.runtime import compile_regions, configure_backends
+from engine.train.accelerator import compute_dtype
+from engine.train.optim import build_optimizer, effective_lr
+from engine.train.schedules import build_scheduler, schedule_params
+from engine.train.wavelet_options import wavelet_parts
 from models.backbone import load_backbone
 from models.time_llm import TimeLLM
 
@@ -77,8 +77,9 @@ class TrainingSetup:
 def build_training(cfg: Config, accelerator: Accelerator) -> TrainingSetup:
     """Data, model, the optimizer on the trainable parameters, prepared loaders and the --lradj schedule."""
     configure_backends(accelerator.device, compute_dtype(accelerator))
-    data = build_data(cfg)
-    loaders = build_loaders(cfg, data)
+    data = build_data(cfg.data_options())
+    loaders = build_loaders(data, batch_size=cfg.batch_size, eval_batch_size=cfg.eval_batch_size,
+                            num_workers=cfg.num_workers, prefetch_factor=cfg.prefetch_factor)
     model = build_model(cfg, prompt_description(cfg, data), compute_dtype(accelerator))
     if cfg.compile:
         compile_regions(model, model.llm, cfg.compile_mode)

@@ -17,8 +17,8 @@ from typing import Any
 
 from accelerate.tracking import GeneralTracker, TensorBoardTracker, WandBTracker
 
+from core.errors import UserError
 from engine.config import Config
-from engine.errors import UserError
 
 
 def build_tracker(cfg: Config, run_name: str) -> GeneralTracker | None:

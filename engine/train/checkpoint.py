@@ -6,8 +6,7 @@ Layout of `<checkpoints>/<run>/`:
                      checkpoint, frozen parameters excluded), scheduler, progress, every rank's RNG
   previous/          the state saved before last/: resume falls back to it when last/ is damaged
 Every write goes to a temporary name first and is moved into place, so a crash mid-write leaves the
-previous checkpoint intact. Files are written with the mode every other output gets (0666 less the umask).
-"""
+previous checkpoint intact. """
 
 from __future__ import annotations
 
@@ -24,7 +23,8 @@ from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from engine.errors import UserError
+from core.errors import UserError
+from core.files import atomic_path
 
 DEEPSPEED_TAG = "zero"
 STATES = ("last", "previous")  # resumable states, newest first
@@ -49,13 +49,6 @@ def _torch_file(path: Path) -> Any:
     return _read(path, lambda p: torch.load(p, weights_only=False))
 
 
-def _file_mode(path: Path) -> None:
-    """The mode a plain open() would give (safetensors writes 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
-
-
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.detach().to("cpu", copy=True).contiguous()
             for name, p in model.named_parameters() if p.requires_grad}
@@ -63,10 +56,8 @@ def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def save_weights(model: nn.Module, path: Path, metadata: dict[str, Any] | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(trainable_state(model), str(tmp), metadata={k: json.dumps(v) for k, v in (metadata or {}).items()})
-    _file_mode(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(trainable_state(model), str(tmp), metadata={k: json.dumps(v) for k, v in (metadata or {}).items()})
 
 
 def load_weights(model: nn.Module, path: Path) -> None:

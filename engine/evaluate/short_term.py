@@ -9,8 +9,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from data_provider.m4 import M4Data
-from engine.m4_metrics import score_pattern
-from engine.metrics import MetricAccumulator
+from engine.evaluate.m4_metrics import score_pattern
+from engine.evaluate.metrics import MetricAccumulator
 
 
 def evaluate_short_term(model: nn.Module, loader: DataLoader, accelerator: Accelerator, data: M4Data,

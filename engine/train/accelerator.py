@@ -18,10 +18,10 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, DeepSpeedPlugin, InitProcessGroupKwargs
 
+from core.errors import UserError
 from engine.config import Config
-from engine.errors import UserError
 
-DEFAULT_DS_CONFIG = Path(__file__).resolve().parents[1] / "ds_config_zero2.json"
+DEFAULT_DS_CONFIG = Path(__file__).resolve().parents[2] / "ds_config_zero2.json"
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
 from typing import Any
 
-from engine.errors import UserError
-from engine.results import _finite as finite_json
+from core.errors import UserError
+from core.files import write_json
 
 
 def duration(seconds: float | None) -> str:
@@ -103,11 +102,7 @@ def check_output_path(path: str) -> None:
         raise UserError(f"--output {path}: cannot write there")
 
 
-def write_json(path: str, report: dict[str, Any]) -> Path:
-    """Atomic write; non-finite numbers become null (JSON has none)."""
+def write_report(path: str, report: dict[str, Any]) -> Path:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(json.dumps(finite_json(report), indent=2, allow_nan=False))
-    os.replace(tmp, target)
-    return target
+    return write_json(target, report)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from engine.metrics import MetricAccumulator
+from engine.evaluate.metrics import MetricAccumulator
 
 RIDGE = 1e-3  # per training window: minimises mean squared error + RIDGE * ||weights||^2
 NAMES = ("last_value", "seasonal_naive", "linear")

@@ -1,6 +1,6 @@
 """Tables from results.json files: long-term (dataset x horizon, MSE/MAE, averages) and M4 (sMAPE/MASE/OWA).
 
-    python -m engine.summarize results/ [more folders or results.json files] [--timing]
+    python -m engine.report.summarize results/ [more folders or results.json files] [--timing]
 
 Runs of the same dataset, model variant and horizon (e.g. --itr repetitions) are averaged; the run count
 is shown. The baselines each run was scored beside (last value, seasonal naive, linear) are rows of their own.
@@ -18,8 +18,8 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
-from engine.baselines import LABELS
-from engine.m4_metrics import summarize_patterns
+from engine.evaluate.baselines import LABELS
+from engine.evaluate.m4_metrics import summarize_patterns
 
 
 def find_results(paths: list[str]) -> list[dict[str, Any]]:

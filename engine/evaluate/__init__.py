@@ -1,0 +1,1 @@
+"""Scoring forecasts: the evaluation loop, metrics, M4 scoring and the baselines beside every score."""

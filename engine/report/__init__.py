@@ -1,0 +1,1 @@
+"""What a run leaves behind: results.json, the results table, plots, trackers, summaries, peak memory."""
