@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -51,18 +50,15 @@ GPU_DATASETS: dict[str, list[str]] = {
 VARIANTS = {"Time-LLM": [], "w/o LLM": ["--llm_model", "none"]}
 
 
-def device_name(gpu: bool) -> str:
-    if gpu:
-        import torch
+def device_label(gpu: bool) -> str:
+    """The device the runs used, with the CPU count on a CPU."""
+    import torch
 
-        return torch.cuda.get_device_name(0)
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} CPUs"
+    from engine.runtime import device_name
+
+    if gpu:
+        return device_name(torch.device("cuda"))
+    return f"{device_name(torch.device('cpu'))}, {os.cpu_count()} CPUs"
 
 
 def train(flags: list[str], folder: Path) -> dict[str, Any]:
@@ -149,7 +145,7 @@ def main() -> int:
         csv = Path(args.csv).resolve()
         datasets[csv.stem] = ["--data", "custom", "--root_path", str(csv.parent), "--data_path", csv.name,
                               "--features", "S", "--target", "OT", "--seq_len", "96", "--pred_len", "96"]
-    device = device_name(args.gpu)
+    device = device_label(args.gpu)
     report: dict[str, Any] = {"device": device, "datasets": {}}
     verdicts = {}
     for name, flags in datasets.items():

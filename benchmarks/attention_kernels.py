@@ -17,9 +17,11 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from engine.cli import prepare_process
 from engine.config import build_parser, config_from_args
+from engine.evaluate.loop import forecast
 from engine.train.accelerator import build_accelerator
 from engine.train.builders import build_training
-from engine.train.trainer import forecast, loss_fn, train_step
+from engine.train.loop import train_step
+from engine.train.losses import build_loss
 
 KERNELS = {"math": [SDPBackend.MATH], "all": [SDPBackend.FLASH_ATTENTION, SDPBackend.MATH]}
 
@@ -33,7 +35,7 @@ def main() -> None:
     cfg = config_from_args(build_parser("bench").parse_args([a for a in extra if a != "--"]))
     accelerator = build_accelerator(cfg)
     setup = build_training(cfg, accelerator)
-    criterion = loss_fn(cfg.loss, setup.data.seasonality)
+    criterion = build_loss(cfg.loss, setup.data.seasonality)
     eval_batches = [b for _, b in zip(range(args.batches), setup.loaders["val"], strict=False)]
     train_batches = iter(setup.loaders["train"])
 

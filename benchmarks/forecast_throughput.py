@@ -27,7 +27,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.accuracy import device_name  # noqa: E402
+from benchmarks.accuracy import device_label  # noqa: E402
 from benchmarks.configs import CONFIGS, ett_root, flags_for  # noqa: E402
 
 
@@ -100,7 +100,7 @@ def main() -> int:
                 if round_:
                     seconds[name].append(time.perf_counter() - started)
 
-    device = device_name(device_type == "cuda")
+    device = device_label(device_type == "cuda")
     figures = {}
     print(f"{args.config}, {args.rows} rows of ETTh1, precision {result['distributed']['mixed_precision']}, "
           f"eval batch {cfg.eval_batch_size}, device {device}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import statistics
 import threading
 import time
@@ -19,23 +18,18 @@ from benchmarks.reference_path import REFERENCE_DROPOUT, ReferencePrompt, Refere
 from engine.config import build_parser, config_from_args
 from engine.estimate.flops import peak_tflops as gpu_peak_tflops
 from engine.estimate.step_clock import StepClock
-from engine.runtime import keep_host_memory
+from engine.runtime import device_name, keep_host_memory
 from engine.train.accelerator import build_accelerator, compute_dtype
 from engine.train.builders import build_training, prompt_description
-from engine.train.trainer import loss_fn, train_step
+from engine.train.loop import train_steps
+from engine.train.losses import build_loss
 from models.backbone import load_tokenizer
 
 
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
-    except OSError:
-        pass
-    return f"{model}, {torch.get_num_threads()} threads"
+def device_label(device: torch.device) -> str:
+    """The device's name, with the thread count on a CPU (the step time depends on it)."""
+    name = device_name(device)
+    return name if device.type == "cuda" else f"{name}, {torch.get_num_threads()} threads"
 
 
 class RssPeak:
@@ -84,7 +78,7 @@ class Bench:
                                           prompt_description(self.cfg, self.setup.data), seq_len=self.cfg.seq_len,
                                           pred_len=self.cfg.pred_len, dropout=self.cfg.dropout, dtype=self.dtype)
         self.reference_trainer = ReferenceTrainer(self.reference, self.cfg.learning_rate)
-        self.criterion = loss_fn(self.cfg.loss)
+        self.criterion = build_loss(self.cfg.loss)
         self.batches = self._batches()
         self.batch: dict[str, torch.Tensor] = next(self.batches)
         self.clock = StepClock(self.device)
@@ -112,10 +106,15 @@ class Bench:
         return self.clock.elapsed(start, end)
 
     def optimised_step(self) -> None:
-        """What the trainer does per step, fetching the next batch included."""
+        """One optimizer step of the trainer's own loop (engine.train.loop.train_steps), fetching included."""
         self.setup.model.train()
-        self.batch = next(self.batches)
-        loss = train_step(self.setup, self.batch, self.accelerator, self.cfg, self.criterion)
+
+        def drawn() -> Iterator[dict[str, torch.Tensor]]:
+            for batch in self.batches:
+                self.batch = batch  # the reference step trains on the same data
+                yield batch
+
+        loss = train_steps(self.setup, drawn(), self.accelerator, self.cfg, self.criterion, None, lambda _: True)
         if self.device.type != "cuda":
             loss.item()  # wait for the CPU work (on a GPU the timer synchronises)
 
@@ -163,7 +162,7 @@ class Bench:
 
     def header(self) -> dict[str, Any]:
         model = self.setup.raw_model
-        return {"config": self.name, "device": device_name(self.device), "device_type": self.device.type,
+        return {"config": self.name, "device": device_label(self.device), "device_type": self.device.type,
                 "precision": self.accelerator.mixed_precision, "batch_size": self.cfg.batch_size,
                 "torch": torch.__version__, "threads": torch.get_num_threads(),
                 "optimised_tokens": model.sequence_length, "peak_tflops": self.peak_tflops or None}

@@ -47,14 +47,15 @@ def measure(flags: list[str], steps: int, warmup: int) -> dict:
     from engine.report.memory import peak_memory_mb
     from engine.train.accelerator import build_accelerator
     from engine.train.builders import build_training
-    from engine.train.trainer import loss_fn, train_step
+    from engine.train.loop import train_step
+    from engine.train.losses import build_loss
 
     prepare_process()
     cfg = config_from_args(build_parser("bench").parse_args(flags))
     accelerator = build_accelerator(cfg)
     setup = build_training(cfg, accelerator)
     setup.model.train()
-    criterion, batches, times, losses = loss_fn("MSE"), iter(setup.loaders["train"]), [], []
+    criterion, batches, times, losses = build_loss("MSE"), iter(setup.loaders["train"]), [], []
     for i in range(warmup + steps):
         batch = next(batches)
         if accelerator.device.type == "cuda":

@@ -40,8 +40,9 @@ def measure(name: str, root_path: str, steps: int, warmup: int) -> None:
     from engine.config import build_parser, config_from_args
     from engine.train.accelerator import build_accelerator
     from engine.train.builders import build_training
+    from engine.train.loop import train_step
+    from engine.train.losses import build_loss
     from engine.train.nan_guard import NonFiniteGuard
-    from engine.train.trainer import loss_fn, train_step
 
     prepare_process()
     parser = build_parser("benchmark")
@@ -57,7 +58,7 @@ def measure(name: str, root_path: str, steps: int, warmup: int) -> None:
     batches = [next(loader) for _ in range(warmup + steps)]
     times: dict[str, list[float]] = {v: [] for v in VARIANTS}
     cpu: dict[str, list[float]] = {v: [] for v in VARIANTS}
-    criterion = loss_fn("MSE")
+    criterion = build_loss("MSE")
     for i, batch in enumerate(batches):
         for variant, (cfg, setup, guard) in setups.items():
             setup.model.train()

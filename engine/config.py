@@ -71,7 +71,7 @@ class Config:
                                   "step: a day of sub-daily data, a week of daily data, a year of weekly or "
                                   "monthly data)", group="data", minimum=0)
     seasonal_patterns: str = _flag("Monthly", "M4 subset (with --data m4)",
-                                   ["Yearly", "Quarterly", "Monthly", "Weekly", "Daily", "Hourly"], "data")
+                                   list(PATTERNS), "data")
     data_pretrain: str = _flag("", "zero-shot: train and validate on this dataset, test on --data", group="data")
     data_path_pretrain: str = _flag("", "zero-shot: CSV of --data_pretrain under --root_path",
                                     group="data", run_only=True)

@@ -1,6 +1,9 @@
-"""Run-time speed settings the builders apply: backend flags and torch.compile of the repeated blocks."""
+"""The device a run executes on: its name, backend flags, host-memory handling, subnormals, torch.compile."""
 
 from __future__ import annotations
+
+import platform
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -80,3 +83,16 @@ def keep_host_memory(enabled: bool = True) -> bool:
     if enabled:
         return bool(libc.mallopt(_M_MMAP_MAX, 0) and libc.mallopt(_M_TRIM_THRESHOLD, 2**30))
     return all(libc.mallopt(k, v) for k, v in _GLIBC_DEFAULTS.items())  # memory already kept stays kept
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU model from /proc/cpuinfo where there is one."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -38,7 +38,6 @@ HUB_IDS = {"GPT2": "openai-community/gpt2", "LLAMA": "huggyllama/llama-7b",
 class Backbone:
     model: PreTrainedModel  # frozen, truncated
     tokenizer: PreTrainedTokenizerBase
-    source: str  # where the weights came from, or "random"
 
     @property
     def hidden_size(self) -> int:
@@ -224,4 +223,4 @@ def load_backbone(llm_model: str, *, llm_path: str = "", llm_init: str = "pretra
                             "with --llm_path DIR or use --llm_init random") from None
     model.requires_grad_(False)
     model.to(dtype)
-    return Backbone(model=model, tokenizer=tokenizer, source="random" if random else source)
+    return Backbone(model=model, tokenizer=tokenizer)

@@ -44,12 +44,13 @@ def _setup(ett_root, **overrides):
 
 
 def _steps(cfg, accelerator, setup, n: int) -> list[float]:
-    from engine.train.trainer import loss_fn, train_step
+    from engine.train.loop import train_step
+    from engine.train.losses import build_loss
 
     setup.model.train()
     losses, batches = [], iter(setup.loaders["train"])
     for _ in range(n):
-        losses.append(train_step(setup, next(batches), accelerator, cfg, loss_fn("MSE")).item())
+        losses.append(train_step(setup, next(batches), accelerator, cfg, build_loss("MSE")).item())
     return losses
 
 

@@ -250,7 +250,7 @@ def test_a_slow_first_step_lands_in_the_warmup(ett_root, monkeypatch):
     """A first step made 2 s slower (as compilation would) is charged to the warm-up, never to the steady steps."""
     import time
 
-    import engine.train.trainer
+    import engine.train.loop
     from engine.config import build_parser, config_from_args
     from engine.estimate.estimator import time_training
     from engine.train.accelerator import build_accelerator
@@ -261,7 +261,7 @@ def test_a_slow_first_step_lands_in_the_warmup(ett_root, monkeypatch):
                                                          "--features", "S", *TINY]))
     accelerator = build_accelerator(cfg)
     setup = build_training(cfg, accelerator)
-    real_step, calls = engine.train.trainer.train_step, []
+    real_step, calls = engine.train.loop.train_step, []
 
     def first_step_slow(*args, **kwargs):
         calls.append(1)
@@ -269,7 +269,7 @@ def test_a_slow_first_step_lands_in_the_warmup(ett_root, monkeypatch):
             time.sleep(2.0)
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(engine.train.trainer, "train_step", first_step_slow)
+    monkeypatch.setattr(engine.train.loop, "train_step", first_step_slow)
     timing = time_training(setup, accelerator, cfg, warmup=1, measure=3)
     assert len(calls) == 4 and len(timing.step_s) == 3 and len(timing.warmup_s) == 1
     assert timing.warmup_s[0] >= 2.0

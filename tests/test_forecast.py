@@ -46,10 +46,11 @@ def test_last_test_window_matches_the_trainers_forecast(trained):
     from accelerate.state import AcceleratorState, PartialState
 
     from engine.config import Config
+    from engine.evaluate.loop import forecast
     from engine.forecast.forecaster import Forecaster
     from engine.train.accelerator import build_accelerator
     from engine.train.checkpoint import load_weights
-    from engine.train.trainer import Trainer, forecast
+    from engine.train.trainer import Trainer
     from models.attention import eval_attention
 
     run, result, frame = trained

@@ -13,8 +13,9 @@ from PIL import Image
 from conftest import TINY, run_cli, synthetic_frame
 from engine.config import Config
 from engine.train.builders import build_training
+from engine.train.loop import train_step
+from engine.train.losses import build_loss
 from engine.train.nan_guard import NonFiniteGuard
-from engine.train.trainer import loss_fn, train_step
 
 
 def read_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
@@ -123,10 +124,10 @@ def test_a_non_finite_step_leaves_the_weights_untouched(ett_root):
     batch = next(iter(setup.loaders["train"]))
     before = [p.detach().clone() for p in setup.trainable]
     bad = {"x": batch["x"], "y": torch.full_like(batch["y"], 1e20)}
-    loss = train_step(setup, bad, accelerator, cfg, loss_fn("MSE"), guard)
+    loss = train_step(setup, bad, accelerator, cfg, build_loss("MSE"), guard)
     assert loss.item() == 0.0 and guard.bad_steps == 1 and guard.last_bad_loss == math.inf
     assert all(p.grad is None for p in setup.trainable)
     assert all(torch.equal(a, b) for a, b in zip(before, setup.trainable, strict=True))
-    loss = train_step(setup, batch, accelerator, cfg, loss_fn("MSE"), guard)
+    loss = train_step(setup, batch, accelerator, cfg, build_loss("MSE"), guard)
     assert math.isfinite(loss.item()) and guard.bad_steps == 1
     assert not all(torch.equal(a, b) for a, b in zip(before, setup.trainable, strict=True))

@@ -158,9 +158,9 @@ def test_outputs_share_one_file_mode(tmp_path, frame):
 # ------------------------------------------------------------------ checkpoints: damage and fallback
 def _stopped_run(tmp_path: Path, args: list[str], at_step: int) -> Path:
     """Run `args` and stop it with SIGTERM (delivered by the run's own process) once `at_step` steps are done."""
-    import engine.train.trainer as trainer_module
+    import engine.train.loop as loop_module
 
-    real = trainer_module.train_step
+    real = loop_module.train_step
     calls = {"n": 0}
 
     def step_then_stop(*a, **k):
@@ -170,13 +170,13 @@ def _stopped_run(tmp_path: Path, args: list[str], at_step: int) -> Path:
             os.kill(os.getpid(), signal.SIGTERM)
         return out
 
-    trainer_module.train_step = step_then_stop
+    loop_module.train_step = step_then_stop
     try:
         with pytest.raises(SystemExit) as stop:
             run_cli(args, tmp_path)
         assert stop.value.code == 128 + signal.SIGTERM
     finally:
-        trainer_module.train_step = real
+        loop_module.train_step = real
     return next((tmp_path / "checkpoints").glob("*/last")).parent
 
 

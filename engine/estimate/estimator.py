@@ -1,9 +1,9 @@
 """The estimator: build exactly what training builds, time real steps and evaluation batches, project the run.
 
-What is timed is what engine/trainer.py's epoch timer measures: the loop over the prepared training loader
-(fetching the batch included) around engine.train.trainer.train_step, with its real optimizer and accumulation; the
+What is timed is what the trainer's epoch timer measures: the trainer's own loop (engine.train.loop.train_steps)
+over the prepared training loader, fetching the batch included, with its real optimizer and accumulation; the
 first --warmup_batches optimizer steps are kept out of the steady-state figures and their excess is charged to
-epoch 1. Validation is timed through engine.train.trainer.evaluate itself. The estimator's model, optimizer and
+epoch 1. Validation is timed through engine.evaluate.loop.evaluate itself. The estimator's model, optimizer and
 loaders are its own copies: nothing of a run is read back or written (the checkpoint cost is measured in a
 temporary folder that is removed).
 """
@@ -54,45 +54,48 @@ class TrainTiming:
 
 def time_training(setup: TrainingSetup, accelerator: Accelerator, cfg: Config, warmup: int,
                   measure: int, measure_seconds: float = 0.0, max_steps: int = 1000) -> TrainTiming:
-    """The trainer's epoch loop, step by step: fetch, train_step, and a boundary wherever the optimizer stepped.
-    At least `measure` steps are timed, more (up to `max_steps`) until `measure_seconds` have passed."""
+    """The trainer's own loop (engine.train.loop.train_steps) with a clock: a mark at every optimizer step and
+    around every batch fetch. At least `measure` steps are timed, more (up to `max_steps`) until `measure_seconds`
+    have passed."""
+    from engine.train.loop import train_steps
+    from engine.train.losses import build_loss
     from engine.train.nan_guard import NonFiniteGuard
-    from engine.train.trainer import loss_fn, train_step
 
     clock = StepClock(accelerator.device)
-    criterion = loss_fn(cfg.loss, setup.data.seasonality)
     guard = NonFiniteGuard(cfg, accelerator, setup.trainable)  # the trainer's guard: its one sync per step counts
-    loader = setup.loaders["train"]
     setup.model.train()
-    epoch = 0
-    loader.set_epoch(epoch)
-    loss_sum = torch.zeros((), device=accelerator.device)
     step_marks = [clock.mark()]  # the trainer's epoch timer starts before the loader's iterator is made
     waits: list[list[tuple[object, object]]] = [[]]
-    batches = iter(loader)
-    measured_from: float | None = None
+    measured_from: list[float] = []
 
-    def timed_enough() -> bool:
+    def batches() -> Iterator[dict[str, torch.Tensor]]:
+        """The training loader epoch after epoch (a short training set starts its next epoch, as the trainer
+        would), with the time spent waiting for each batch marked."""
+        loader, epoch = setup.loaders["train"], 0
+        while True:
+            loader.set_epoch(epoch)
+            fetched = iter(loader)
+            while True:
+                before = clock.mark()
+                batch = next(fetched, None)
+                if batch is None:
+                    break
+                waits[-1].append((before, clock.mark()))
+                yield batch
+            epoch += 1
+
+    def after_step(_loss_sum: torch.Tensor) -> bool:
+        step_marks.append(clock.mark())
+        waits.append([])
         steps = len(step_marks) - 1 - warmup
+        if steps == 0:
+            measured_from.append(time.perf_counter())
         if steps < measure:
             return False
-        return steps >= max_steps or time.perf_counter() - measured_from >= measure_seconds
+        return steps >= max_steps or time.perf_counter() - measured_from[0] >= measure_seconds
 
-    while not timed_enough():
-        if measured_from is None and len(step_marks) == warmup + 1:
-            measured_from = time.perf_counter()
-        before = clock.mark()
-        batch = next(batches, None)
-        if batch is None:  # a short training set: start its next epoch, as the trainer would
-            epoch += 1
-            loader.set_epoch(epoch)
-            batches = iter(loader)
-            batch = next(batches)
-        waits[-1].append((before, clock.mark()))
-        loss_sum += train_step(setup, batch, accelerator, cfg, criterion, guard)
-        if accelerator.sync_gradients:
-            step_marks.append(clock.mark())
-            waits.append([])
+    loss_sum = train_steps(setup, batches(), accelerator, cfg, build_loss(cfg.loss, setup.data.seasonality), guard,
+                           after_step)
     loss_sum.item()  # the trainer reads the epoch's loss at its end
     clock.finish()
     steps = [clock.elapsed(a, b) for a, b in zip(step_marks[:-1], step_marks[1:], strict=True)]
@@ -140,7 +143,7 @@ class _FirstBatches:
 
 def time_evaluation(setup: TrainingSetup, accelerator: Accelerator, count: int) -> EvalTiming:
     """A 1-batch warm-up pass, then a timed pass, each entered from train mode as the trainer enters it."""
-    from engine.train.trainer import evaluate
+    from engine.evaluate.loop import evaluate
 
     loader = setup.loaders["val"]
     count = min(count, len(loader))
@@ -222,6 +225,7 @@ def run_estimate(cfg: Config, opts: argparse.Namespace) -> dict[str, Any]:
     from accelerate.utils import set_seed
 
     from engine.estimate.flops import peak_tflops
+    from engine.runtime import device_name
     from engine.train.accelerator import build_accelerator, deepspeed_stage
     from engine.train.builders import build_training
 
@@ -319,21 +323,6 @@ def count_step_flops(raw: torch.nn.Module, accelerator: Accelerator, cfg: Config
     except Exception as err:  # an optional figure must not cost the user the estimate
         accelerator.print(f"note: FLOPs not counted ({type(err).__name__}: {str(err).splitlines()[0][:120]})")
         return None
-
-
-def device_name(device: torch.device) -> str:
-    """The GPU's name, or the CPU model from /proc/cpuinfo where there is one."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    import platform
-
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 # ---------------------------------------------------------------------------------------------- the command

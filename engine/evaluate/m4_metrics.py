@@ -15,21 +15,26 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
-PATTERN_ORDER = ("Yearly", "Quarterly", "Monthly", "Weekly", "Daily", "Hourly")
+from data_provider.m4 import PATTERNS
+from engine.evaluate.metrics import ape_terms, smape_terms
+
+PATTERN_ORDER = tuple(PATTERNS)  # the order M4 results are reported in
 OTHERS = ("Weekly", "Daily", "Hourly")
 
 
+def _per_series(terms, forecast: np.ndarray, actual: np.ndarray) -> np.ndarray:
+    pred, true = (torch.as_tensor(a, dtype=torch.float64) for a in (forecast, actual))
+    return terms(pred, true).mean(dim=1).numpy()
+
+
 def smape_per_series(forecast: np.ndarray, actual: np.ndarray) -> np.ndarray:
-    den = np.abs(actual) + np.abs(forecast)
-    ratio = np.divide(np.abs(actual - forecast), den, out=np.zeros_like(den, dtype=np.float64), where=den != 0)
-    return 200.0 * ratio.mean(axis=1)
+    return _per_series(smape_terms, forecast, actual)
 
 
 def mape_per_series(forecast: np.ndarray, actual: np.ndarray) -> np.ndarray:
-    den = np.abs(actual)
-    ratio = np.divide(np.abs(actual - forecast), den, out=np.zeros_like(den, dtype=np.float64), where=den != 0)
-    return 100.0 * ratio.mean(axis=1)
+    return _per_series(ape_terms, forecast, actual)
 
 
 def mase_per_series(forecast: np.ndarray, actual: np.ndarray, histories: list[np.ndarray],

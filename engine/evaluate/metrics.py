@@ -7,6 +7,23 @@ import math
 import torch
 
 
+def safe_ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    """num / den, and 0 where den is 0 (the Time-Series-Library's divide_no_nan)."""
+    ok = den != 0
+    return torch.where(ok, num / torch.where(ok, den, 1.0), torch.zeros_like(num))
+
+
+def smape_terms(pred: torch.Tensor, true: torch.Tensor, *, detach_denominator: bool = False) -> torch.Tensor:
+    """Per element 200 |pred - true| / (|pred| + |true|): the M4 competition's sMAPE before averaging."""
+    magnitude = pred.detach().abs() if detach_denominator else pred.abs()
+    return 200.0 * safe_ratio((pred - true).abs(), magnitude + true.abs())
+
+
+def ape_terms(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """Per element 100 |pred - true| / |true|: MAPE before averaging (0 where the truth is 0)."""
+    return 100.0 * safe_ratio((pred - true).abs(), true.abs())
+
+
 class MetricAccumulator:
     """Running sums in float64, so the test set is scored exactly without keeping every forecast.
 
@@ -22,8 +39,7 @@ class MetricAccumulator:
         err = pred - true
         nonzero = true != 0
         pct = torch.where(nonzero, err / torch.where(nonzero, true, 1.0), 0.0)
-        den = pred.abs() + true.abs()
-        sym = torch.where(den != 0, 200.0 * err.abs() / torch.where(den != 0, den, 1.0), 0.0)
+        sym = smape_terms(pred, true)
         batch = torch.stack([torch.tensor(float(err.numel()), dtype=torch.float64, device=err.device),
                              err.abs().sum(), (err * err).sum(), nonzero.sum().double(),
                              pct.abs().sum(), (pct * pct).sum(), sym.sum()])

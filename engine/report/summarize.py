@@ -19,7 +19,7 @@ from statistics import mean
 from typing import Any
 
 from engine.evaluate.baselines import LABELS
-from engine.evaluate.m4_metrics import summarize_patterns
+from engine.evaluate.m4_metrics import PATTERN_ORDER, summarize_patterns
 
 
 def find_results(paths: list[str]) -> list[dict[str, Any]]:
@@ -112,7 +112,7 @@ def m4_table(results: list[dict[str, Any]]) -> str:
         for name, row in summarize_patterns(latest).items():
             lines.append(f"| {model} | {name} | {row['series']} | {_fmt(row['smape'])} | {_fmt(row['mase'])} | "
                          f"{_fmt(row['owa'])} | {_fmt(row['naive2_smape'])} | {_fmt(row['naive2_mase'])} |")
-        missing = [p for p in ("Yearly", "Quarterly", "Monthly", "Weekly", "Daily", "Hourly") if p not in latest]
+        missing = [p for p in PATTERN_ORDER if p not in latest]
         if missing:
             notes.append(f"{model}: Others/Average need all six patterns; missing {', '.join(missing)}")
     return "\n".join(lines + [f"\n{n}" for n in notes])

@@ -11,22 +11,19 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from engine.evaluate.metrics import ape_terms, safe_ratio, smape_terms
+
 Loss = Callable[[torch.Tensor, dict[str, torch.Tensor]], torch.Tensor]
-
-
-def _safe_ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
-    ok = den != 0
-    return torch.where(ok, num / torch.where(ok, den, 1.0), torch.zeros_like(num))
 
 
 def smape(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
     """The denominator carries no gradient, as in the reference (and N-BEATS): the loss then pulls the forecast
     towards the truth like a weighted MAE instead of also pushing |forecast| up to shrink the ratio."""
-    return 200.0 * _safe_ratio((pred - true).abs(), pred.detach().abs() + true.abs()).mean()
+    return smape_terms(pred, true, detach_denominator=True).mean()
 
 
 def mape(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
-    return 100.0 * _safe_ratio((pred - true).abs(), true.abs()).mean()
+    return ape_terms(pred, true).mean()
 
 
 def mase_scale(x: torch.Tensor, seasonality: int, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -43,7 +40,7 @@ def mase_scale(x: torch.Tensor, seasonality: int, mask: torch.Tensor | None = No
 def mase(pred: torch.Tensor, true: torch.Tensor, x: torch.Tensor, seasonality: int,
          mask: torch.Tensor | None = None) -> torch.Tensor:
     scale = mase_scale(x.to(pred.dtype), seasonality, mask)
-    return _safe_ratio((pred - true).abs(), scale.expand_as(pred)).mean()
+    return safe_ratio((pred - true).abs(), scale.expand_as(pred)).mean()
 
 
 def build_loss(name: str, seasonality: int = 1) -> Loss:

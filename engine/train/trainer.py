@@ -1,9 +1,10 @@
-"""The training loop: train with early stopping on validation MSE, then score the test set once.
+"""One experiment: epochs of the training loop (engine/train/loop.py) with validation, early stopping,
+checkpoints and signals, then the test set scored once with the best checkpoint.
 
 One Accelerator; Adam on the trainable parameters only; gradient accumulation through
-`accelerator.accumulate`; the best validation epoch's weights are saved (trainable parameters only)
-and reloaded to score the test set, which keeps every sample. The resumable state is saved every
-epoch (and every --save_every_steps), and on SIGTERM/SIGINT before exiting.
+`accelerator.accumulate`; the best validation's weights are saved (trainable parameters only) and reloaded to
+score the test set, which keeps every sample. The resumable state is saved every epoch (and every
+--save_every_steps), and on SIGTERM/SIGINT before exiting.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import math
 import signal
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
@@ -20,8 +22,6 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list, set_seed
-from torch import nn
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from core.errors import UserError
@@ -29,14 +29,14 @@ from data_provider.data_factory import fingerprint
 from data_provider.device_batches import DeviceWindowLoader
 from engine.config import RUN_ONLY, Config
 from engine.evaluate.baselines import baseline_lines, m4_baseline, score_baselines
-from engine.evaluate.metrics import MetricAccumulator
+from engine.evaluate.loop import bar_disabled, evaluate
 from engine.evaluate.short_term import evaluate_short_term
 from engine.report.memory import peak_memory_mb
 from engine.report.plots import PLOT_NAME, plot_run
 from engine.report.results import RESULTS_FILE, record_in_table, write_results
 from engine.report.tracking import build_tracker, epoch_values, final_values
 from engine.train.accelerator import build_accelerator, deepspeed_stage, uses_deepspeed
-from engine.train.builders import TrainingSetup, build_training, prompt_description
+from engine.train.builders import build_training, prompt_description
 from engine.train.cadence import score_test_after_epoch, validate_after_epoch, validate_after_step
 from engine.train.checkpoint import (
     DamagedCheckpoint,
@@ -47,11 +47,11 @@ from engine.train.checkpoint import (
     save_weights,
     set_rng_state,
 )
-from engine.train.losses import Loss, build_loss
+from engine.train.loop import train_steps
+from engine.train.losses import build_loss
 from engine.train.nan_guard import NonFiniteGuard
 from engine.train.run_folders import BEST, RunFolders, choose, make_folder
 from engine.train.schedules import PER_STEP, observe_validation
-from models.attention import eval_attention
 
 
 class Interrupted(Exception):
@@ -89,7 +89,7 @@ class Progress:
     global_step: int = 0
     loss_sum: float = 0.0  # of the unfinished epoch
     seconds: float = 0.0  # of the unfinished epoch
-    best_val_mse: float = math.inf
+    best_score: float = math.inf  # the best validation's selection_metric (MSE; sMAPE on M4)
     best_val_mae: float = math.inf
     best_epoch: int = 0  # the (1-based) epoch the best validation happened in, possibly mid-epoch
     best_step: int = 0  # global optimizer step of the best validation
@@ -99,56 +99,10 @@ class Progress:
     validations: list[dict[str, Any]] = field(default_factory=list)  # every validation, mid-epoch ones too
 
 
-def _no_bar(accelerator: Accelerator) -> bool | None:
-    """Bars on the main process only, and (None) only when stderr is a terminal."""
-    return True if not accelerator.is_local_main_process else None
-
-
-def loss_fn(name: str, seasonality: int = 1) -> Loss:
-    return build_loss(name, seasonality)
-
-
 def selection_metric(cfg: Config) -> str:
     """The validation score early stopping and the best checkpoint follow: sMAPE on M4 (raw scales differ by
     orders of magnitude between series), MSE otherwise."""
     return "smape" if cfg.task_name == "short_term_forecast" else "mse"
-
-
-def forecast(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Model output aligned with the batch target (MS scores the last variable only)."""
-    return model(batch["x"])[..., -batch["y"].shape[-1]:].float()
-
-
-def train_step(setup: TrainingSetup, batch: dict[str, torch.Tensor], accelerator: Accelerator, cfg: Config,
-               criterion, guard: NonFiniteGuard | None = None) -> torch.Tensor:
-    """One micro-batch; the optimizer steps when the accumulation window closes. Returns the detached loss
-    (no host sync without a guard; the guard syncs once to check it). The estimator times exactly this."""
-    with accelerator.accumulate(setup.model):
-        loss = criterion(forecast(setup.model, batch), batch)
-        admitted = guard is None or guard.admit(loss)
-        if admitted or guard.lockstep_backward:
-            accelerator.backward(loss if admitted else guard.zero_loss())
-        if accelerator.sync_gradients and guard is not None and guard.window_is_bad():
-            setup.optimizer.zero_grad(set_to_none=True)  # skipped: the weights stay the last good ones
-        else:
-            if accelerator.sync_gradients and cfg.max_grad_norm > 0 and accelerator.state.deepspeed_plugin is None:
-                accelerator.clip_grad_norm_(setup.trainable, cfg.max_grad_norm)  # DeepSpeed clips inside its step
-            setup.optimizer.step()
-            setup.optimizer.zero_grad(set_to_none=True)
-    if accelerator.sync_gradients:
-        setup.scheduler.step()
-    return loss.detach() if admitted else torch.zeros_like(loss.detach())
-
-
-def evaluate(model: nn.Module, loader: DataLoader, accelerator: Accelerator, desc: str) -> dict[str, float]:
-    """Exact metrics over every sample: gather_for_metrics drops the padding added to shard evenly."""
-    model.eval()
-    acc = MetricAccumulator()
-    with torch.inference_mode(), eval_attention():
-        for batch in tqdm(loader, desc=desc, leave=False, disable=_no_bar(accelerator)):
-            pred, true = accelerator.gather_for_metrics((forecast(model, batch), batch["y"]))
-            acc.update(pred, true)
-    return {**acc.compute(), "samples": acc.samples}
 
 
 class Trainer:
@@ -167,6 +121,7 @@ class Trainer:
             self.say(self.folders.note)
         self.progress = Progress()
         self.guard = NonFiniteGuard(cfg, accelerator, self.setup.trainable)
+        self.criterion = build_loss(cfg.loss, self.setup.data.seasonality)
         self.tracker = build_tracker(cfg, self.run_name) if accelerator.is_main_process else None
         self.stop_signal: int | None = None
         self.pending_rng: dict | None = None
@@ -174,9 +129,9 @@ class Trainer:
     # ------------------------------------------------------------------ state
     def _choose_folders(self, base: str) -> RunFolders:
         """The main process picks (and claims) this run's version folders; every rank gets its choice."""
-        cfg, acc = self.cfg, self.accelerator
+        cfg = self.cfg
         choice: RunFolders | str | None = None
-        if acc.is_main_process:
+        if self.accelerator.is_main_process:
             try:
                 choice = choose(Path(cfg.output_dir), Path(cfg.checkpoints), base, is_training=bool(cfg.is_training),
                                 resume=cfg.resume, has_state=lambda folder: bool(find_states(folder)))
@@ -184,16 +139,16 @@ class Trainer:
                 make_folder("--checkpoints", choice.checkpoints)
             except UserError as err:
                 choice = str(err)
-        if acc.num_processes > 1:
+        if self.accelerator.num_processes > 1:
             choice = broadcast_object_list([choice])[0]
         if isinstance(choice, str):
             raise UserError(choice)
         return choice
 
     def save_state(self) -> None:
-        s = self.setup
-        save_training_state(self.accelerator, s.model, s.raw_model, s.optimizer,
-                            {"progress": asdict(self.progress), "scheduler": s.scheduler.state_dict(),
+        setup = self.setup
+        save_training_state(self.accelerator, setup.model, setup.raw_model, setup.optimizer,
+                            {"progress": asdict(self.progress), "scheduler": setup.scheduler.state_dict(),
                              "config": self.cfg.to_dict(), "data_fingerprint": self.data_fingerprint},
                             self.ckpt_dir)
 
@@ -205,10 +160,11 @@ class Trainer:
         states = find_states(self.ckpt_dir) if self.cfg.resume == "auto" else [Path(self.cfg.resume)]
         if not states:
             return  # run_folders already said that this run starts from scratch
-        s = self.setup
+        setup = self.setup
         for i, folder in enumerate(states):
             try:
-                saved, rng = load_training_state(self.accelerator, s.model, s.raw_model, s.optimizer, folder)
+                saved, rng = load_training_state(self.accelerator, setup.model, setup.raw_model, setup.optimizer,
+                                                 folder)
                 break
             except DamagedCheckpoint as err:
                 if i + 1 == len(states):
@@ -222,14 +178,12 @@ class Trainer:
         if saved.get("data_fingerprint", self.data_fingerprint) != self.data_fingerprint:
             raise UserError(f"--resume {folder}: it was trained on other data than {self.setup.data.path} holds now; "
                             "resume with the data it was trained on")
-        s.scheduler.load_state_dict(saved["scheduler"])
-        # checkpoints written before --val_every counted early stopping in epochs ("bad_epochs")
-        self.progress = Progress(**{("bad_validations" if k == "bad_epochs" else k): v
-                                    for k, v in saved["progress"].items()})
+        setup.scheduler.load_state_dict(saved["scheduler"])
+        self.progress = Progress(**saved["progress"])
         self.pending_rng = rng
-        p = self.progress
-        self.say(f"resumed from {folder}: {p.epoch} epoch(s) and {p.step_in_epoch} step(s) done, "
-                 f"best val mse {p.best_val_mse:.4f}")
+        done = self.progress
+        self.say(f"resumed from {folder}: {done.epoch} epoch(s) and {done.step_in_epoch} step(s) done, "
+                 f"best validation {selection_metric(self.cfg)} {done.best_score:.4f}")
 
     def _restore_rng_at(self, point: str) -> None:
         """RNG is restored where it was saved: before the epoch's loader starts (epoch boundary) or just after
@@ -247,108 +201,131 @@ class Trainer:
         self.stop_signal = signum
 
     def train_epoch(self, epoch: int) -> None:
-        cfg, acc, s, p = self.cfg, self.accelerator, self.setup, self.progress
-        s.model.train()
-        criterion = loss_fn(cfg.loss, s.data.seasonality)
-        loader = s.loaders["train"]
+        """One pass over the training loader (the rest of it, after a mid-epoch resume)."""
+        self.setup.model.train()
+        self.bar = tqdm(total=self.setup.steps_per_epoch, initial=self.progress.step_in_epoch,
+                        desc=f"epoch {epoch + 1}/{self.cfg.train_epochs}", leave=False,
+                        disable=bar_disabled(self.accelerator), dynamic_ncols=True)
+        self.epoch_clock = time.perf_counter()
+        loss_sum = train_steps(self.setup, self._epoch_batches(epoch), self.accelerator, self.cfg, self.criterion,
+                               self.guard, lambda losses: self._after_step(epoch, losses))
+        self.bar.close()
+        self._bank(loss_sum)
+
+    def _epoch_batches(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
+        """The epoch's batches: the loader reshuffled for the epoch, the batches a resumed run already trained on
+        skipped, and the saved RNG restored where it was saved (see _restore_rng_at)."""
+        loader = self.setup.loaders["train"]
         loader.set_epoch(epoch)
-        skip = p.step_in_epoch * cfg.grad_accum
+        skip = self.progress.step_in_epoch * self.cfg.grad_accum
         if skip:
             loader = loader.skip_first(skip) if isinstance(loader, DeviceWindowLoader) else \
-                acc.skip_first_batches(loader, skip)
+                self.accelerator.skip_first_batches(loader, skip)
         self._restore_rng_at("start")
-        loss_sum = torch.zeros((), device=acc.device)
-        micro, started = 0, time.perf_counter()
-        bar = tqdm(total=s.steps_per_epoch, initial=p.step_in_epoch, desc=f"epoch {epoch + 1}/{cfg.train_epochs}",
-                   leave=False, disable=_no_bar(acc), dynamic_ncols=True)
-        for batch in loader:
-            if micro == 0:
+        for index, batch in enumerate(loader):
+            if index == 0:
                 self._restore_rng_at("mid")
-            loss_sum += train_step(s, batch, acc, cfg, criterion, self.guard)
-            micro += 1
-            if not acc.sync_gradients:
-                continue
-            p.step_in_epoch += 1
-            p.global_step += 1
-            self.guard.report(p.global_step, epoch + 1,
-                              str(self.best_path) if self.best_path.is_file() else "none saved yet")
-            bar.update()
-            if p.step_in_epoch % 25 == 0:
-                bar.set_postfix(loss=f"{(p.loss_sum + loss_sum.item() / cfg.grad_accum) / p.step_in_epoch:.4f}")
-            done = p.step_in_epoch >= s.steps_per_epoch
-            if validate_after_step(cfg, p.global_step, done):
-                elapsed = time.perf_counter() - started
-                self.validate(epoch)
-                s.model.train()
-                started = time.perf_counter() - elapsed  # validation time is not training time
-            periodic = cfg.save_every_steps and p.global_step % cfg.save_every_steps == 0
-            if self.stop_signal is not None or (periodic and not done):
-                p.loss_sum += loss_sum.item() / cfg.grad_accum
-                p.seconds += time.perf_counter() - started
-                loss_sum.zero_()
-                started = time.perf_counter()
-                self.save_state()
-                if self.stop_signal is not None:
-                    raise Interrupted(self.stop_signal, f"epoch {epoch + 1} step {p.step_in_epoch}")
-            if done:
-                break
-        bar.close()
-        p.loss_sum += loss_sum.item() / cfg.grad_accum
-        p.seconds += time.perf_counter() - started
+            yield batch
+
+    def _after_step(self, epoch: int, loss_sum: torch.Tensor) -> bool:
+        """Bookkeeping after each optimizer step: progress, mid-epoch validation, periodic saves, signals.
+        True when the epoch's steps are done."""
+        done = self.progress
+        done.step_in_epoch += 1
+        done.global_step += 1
+        self.guard.report(done.global_step, epoch + 1,
+                          str(self.best_path) if self.best_path.is_file() else "none saved yet")
+        self.bar.update()
+        if done.step_in_epoch % 25 == 0:
+            mean_loss = (done.loss_sum + loss_sum.item() / self.cfg.grad_accum) / done.step_in_epoch
+            self.bar.set_postfix(loss=f"{mean_loss:.4f}")
+        epoch_done = done.step_in_epoch >= self.setup.steps_per_epoch
+        if validate_after_step(self.cfg, done.global_step, epoch_done):
+            paused = time.perf_counter()
+            self.validate(epoch)
+            self.setup.model.train()
+            self.epoch_clock += time.perf_counter() - paused  # validation time is not training time
+        periodic = self.cfg.save_every_steps and done.global_step % self.cfg.save_every_steps == 0
+        if self.stop_signal is not None or (periodic and not epoch_done):
+            self._bank(loss_sum)
+            self.save_state()
+            if self.stop_signal is not None:
+                raise Interrupted(self.stop_signal, f"epoch {epoch + 1} step {done.step_in_epoch}")
+        return epoch_done
+
+    def _bank(self, loss_sum: torch.Tensor) -> None:
+        """Move the epoch's running loss and time into the saved progress (one host sync)."""
+        self.progress.loss_sum += loss_sum.item() / self.cfg.grad_accum
+        self.progress.seconds += time.perf_counter() - self.epoch_clock
+        loss_sum.zero_()
+        self.epoch_clock = time.perf_counter()
 
     def validate(self, epoch: int) -> tuple[dict[str, float], bool]:
         """Score the validation set; keep the weights when they are the best so far (early stopping counts)."""
-        acc, s, p = self.accelerator, self.setup, self.progress
-        val = evaluate(s.model, s.loaders["val"], acc, "validate")
-        score = val[selection_metric(self.cfg)]  # best_val_mse holds the selection score (sMAPE on M4)
-        observe_validation(s.scheduler, score)
-        is_best = score < p.best_val_mse
+        done = self.progress
+        val = evaluate(self.setup.model, self.setup.loaders["val"], self.accelerator, "validate")
+        score = val[selection_metric(self.cfg)]
+        observe_validation(self.setup.scheduler, score)
+        is_best = score < done.best_score
         if is_best:
-            p.best_val_mse, p.best_val_mae, p.best_epoch, p.best_step = score, val["mae"], epoch + 1, p.global_step
-            p.bad_validations = 0
-            if acc.is_main_process:
-                save_weights(s.raw_model, self.best_path, {"epoch": epoch + 1, "step": p.global_step,
-                                                           "val_mse": val["mse"], "seed": self.seed})
+            done.best_score, done.best_val_mae = score, val["mae"]
+            done.best_epoch, done.best_step, done.bad_validations = epoch + 1, done.global_step, 0
+            if self.accelerator.is_main_process:
+                save_weights(self.setup.raw_model, self.best_path, {"epoch": epoch + 1, "step": done.global_step,
+                                                                    "val_mse": val["mse"], "seed": self.seed})
         else:
-            p.bad_validations += 1
-        p.validations.append({"epoch": epoch + 1, "global_step": p.global_step, "step_in_epoch": p.step_in_epoch,
-                              "val_mse": val["mse"], "val_mae": val["mae"], "is_best": is_best})
-        if p.step_in_epoch < s.steps_per_epoch:
-            self.say(f"  step {p.global_step} (epoch {epoch + 1}) | val mse {val['mse']:.4f} mae {val['mae']:.4f}"
-                     f"{' | best' if is_best else ''}")
+            done.bad_validations += 1
+        done.validations.append({"epoch": epoch + 1, "global_step": done.global_step,
+                                 "step_in_epoch": done.step_in_epoch, "val_mse": val["mse"], "val_mae": val["mae"],
+                                 "is_best": is_best})
+        if done.step_in_epoch < self.setup.steps_per_epoch:
+            self.say(f"  step {done.global_step} (epoch {epoch + 1}) | val mse {val['mse']:.4f} "
+                     f"mae {val['mae']:.4f}{' | best' if is_best else ''}")
         return val, is_best
 
     def end_epoch(self, epoch: int, lr: float) -> bool:
         """Validate (per --val_every), maybe score the test set, save the state; True when early stopping says stop."""
-        cfg, acc, s, p = self.cfg, self.accelerator, self.setup, self.progress
-        totals = acc.reduce(torch.tensor([p.loss_sum, float(p.step_in_epoch)], device=acc.device), "mean")
-        train_loss = (totals[0] / totals[1]).item()
-        validated = validate_after_epoch(cfg, epoch + 1)
-        val, is_best = self.validate(epoch) if validated else ({"mse": None, "mae": None}, False)
-        samples = p.step_in_epoch * cfg.grad_accum * cfg.batch_size * acc.num_processes
-        lr_end = s.optimizer.param_groups[0]["lr"] if cfg.lradj in PER_STEP else lr  # per-step schedules move
-        record = EpochRecord(epoch + 1, lr, lr_end, train_loss, val["mse"], val["mae"], p.seconds, p.step_in_epoch,
-                             samples / max(p.seconds, 1e-9), p.seconds / max(p.step_in_epoch, 1), is_best)
-        if score_test_after_epoch(cfg, epoch + 1):
-            test = evaluate(s.model, s.loaders["test"], acc, "test")
-            record.test_mse, record.test_mae = test["mse"], test["mae"]
-        p.history.append(asdict(record))
+        record, val = self._epoch_record(epoch, lr)
+        done = self.progress
+        done.history.append(asdict(record))
         if self.tracker is not None:
-            self.tracker.log(epoch_values(p.history[-1], self.guard.bad_steps), step=p.global_step)
-        p.epoch, p.step_in_epoch, p.loss_sum, p.seconds = epoch + 1, 0, 0.0, 0.0
-        stop = p.bad_validations >= cfg.patience
-        p.finished = stop or p.epoch >= cfg.train_epochs
+            self.tracker.log(epoch_values(done.history[-1], self.guard.bad_steps), step=done.global_step)
+        done.epoch, done.step_in_epoch, done.loss_sum, done.seconds = epoch + 1, 0, 0.0, 0.0
+        stop = done.bad_validations >= self.cfg.patience
+        done.finished = stop or done.epoch >= self.cfg.train_epochs
         self.save_state()
-        smape = f" smape {val['smape']:.3f}" if validated and selection_metric(cfg) == "smape" else ""
-        scored = f"val mse {val['mse']:.4f} mae {val['mae']:.4f}{smape}" if validated else "val -"
-        tested = f" | test mse {record.test_mse:.4f}" if record.test_mse is not None else ""
-        self.say(f"epoch {epoch + 1}/{cfg.train_epochs} | train {cfg.loss.lower()} {train_loss:.4f} | "
-                 f"{scored}{tested} | lr {lr:.2e}{f'->{lr_end:.2e}' if lr_end != lr else ''} | "
-                 f"{record.seconds:.1f} s | {record.samples_per_s:.1f} samples/s | "
-                 f"{record.step_s * 1000:.0f} ms/step{' | best' if is_best else ''}")
+        self.say(self._epoch_line(record, val))
         if stop:
-            self.say(f"early stopping: no better validation MSE for {cfg.patience} validation(s)")
+            self.say(f"early stopping: no better validation {selection_metric(self.cfg)} for {self.cfg.patience} "
+                     "validation(s)")
         return stop
+
+    def _epoch_record(self, epoch: int, lr: float) -> tuple[EpochRecord, dict[str, float] | None]:
+        """The epoch's history entry (train loss averaged over processes) and its validation, when there was one."""
+        done, cfg = self.progress, self.cfg
+        totals = self.accelerator.reduce(torch.tensor([done.loss_sum, float(done.step_in_epoch)],
+                                                      device=self.accelerator.device), "mean")
+        train_loss = (totals[0] / totals[1]).item()
+        val, is_best = self.validate(epoch) if validate_after_epoch(cfg, epoch + 1) else (None, False)
+        samples = done.step_in_epoch * cfg.grad_accum * cfg.batch_size * self.accelerator.num_processes
+        lr_end = self.setup.optimizer.param_groups[0]["lr"] if cfg.lradj in PER_STEP else lr  # per-step schedules
+        record = EpochRecord(epoch + 1, lr, lr_end, train_loss, val and val["mse"], val and val["mae"], done.seconds,
+                             done.step_in_epoch, samples / max(done.seconds, 1e-9),
+                             done.seconds / max(done.step_in_epoch, 1), is_best)
+        if score_test_after_epoch(cfg, epoch + 1):
+            test = evaluate(self.setup.model, self.setup.loaders["test"], self.accelerator, "test")
+            record.test_mse, record.test_mae = test["mse"], test["mae"]
+        return record, val
+
+    def _epoch_line(self, record: EpochRecord, val: dict[str, float] | None) -> str:
+        smape = f" smape {val['smape']:.3f}" if val and selection_metric(self.cfg) == "smape" else ""
+        scored = f"val mse {val['mse']:.4f} mae {val['mae']:.4f}{smape}" if val else "val -"
+        tested = f" | test mse {record.test_mse:.4f}" if record.test_mse is not None else ""
+        lr = f"{record.lr:.2e}{f'->{record.lr_end:.2e}' if record.lr_end != record.lr else ''}"
+        return (f"epoch {record.epoch}/{self.cfg.train_epochs} | train {self.cfg.loss.lower()} "
+                f"{record.train_loss:.4f} | {scored}{tested} | lr {lr} | {record.seconds:.1f} s | "
+                f"{record.samples_per_s:.1f} samples/s | {record.step_s * 1000:.0f} ms/step"
+                f"{' | best' if record.is_best else ''}")
 
     def fit(self) -> None:
         if self.cfg.resume:
@@ -369,54 +346,66 @@ class Trainer:
 
     # ------------------------------------------------------------------ run
     def run(self) -> dict[str, Any]:
-        cfg, acc, s = self.cfg, self.accelerator, self.setup
+        """Fit (unless --is_training 0), then score the test set with the best checkpoint and write the outputs."""
         started = time.perf_counter()
-        llm = s.raw_model.llm.config
-        self.say(f"run {self.run_name}\n  data {s.data.path.name}: {s.data.summary()['samples']} samples, "
-                 f"{len(s.data.columns)} variable(s) | backbone {cfg.llm_model} ({llm.num_hidden_layers} layers, "
-                 f"{llm.hidden_size} wide) | {s.n_trainable:,} trainable of {s.n_total:,} "
-                 f"parameters | LLM sees {s.raw_model.prompt.length} prompt + {s.raw_model.num_patches} patch "
-                 f"tokens | {acc.num_processes} process(es), precision {acc.mixed_precision}, "
-                 f"DeepSpeed {'ZeRO-' + str(deepspeed_stage(acc)) if uses_deepspeed(cfg) else 'off'}, "
-                 f"device {acc.device}")
+        self.say(self._header())
         baselines = self._baselines()
         if baselines.get("val"):
             self.say(baseline_lines("val", None, baselines["val"])[0])
-        if cfg.is_training:
+        if self.cfg.is_training:
             self.fit()
             if not self.progress.best_epoch:
                 raise UserError("training diverged: the validation MSE was never finite (lower --learning_rate; "
                                 "under fp16 try bf16)")
-        load_weights(s.raw_model, self.best_path)
-        t0 = time.perf_counter()
-        with stop_on_signal("test"):
-            if cfg.task_name == "short_term_forecast":
-                test = evaluate_short_term(s.model, s.loaders["test"], acc, s.data, forecast)
-            else:
-                test = evaluate(s.model, s.loaders["test"], acc, "test")
-        test_seconds = time.perf_counter() - t0
-        result = self._result(test, baselines, test_seconds, time.perf_counter() - started)
-        if acc.is_main_process:
-            # a training run writes results.json; scoring a trained version (--is_training 0) writes beside it
-            prefix = "" if cfg.is_training else "test_"
-            if cfg.plot_windows:
-                result["plot"] = str(plot_run(s.raw_model, s.data, cfg.plot_windows, acc, self.folders.results,
-                                              self.progress.history, self.run_name, prefix + PLOT_NAME))
-            if self.tracker is not None:
-                self.tracker.log(final_values(test), step=self.progress.global_step)
-                self.tracker.finish()
-            out = write_results(self.folders.results, result, prefix + RESULTS_FILE)
-            record_in_table(Path(cfg.output_dir), self.run_name, test)
-            self.say(f"test  mse {test['mse']:.4f}  mae {test['mae']:.4f}  ({test['samples']} samples, best epoch "
-                     f"{self.progress.best_epoch or 'from checkpoint'})")
-            if baselines.get("test"):
-                self.say("\n".join(baseline_lines("test", test, baselines["test"])))
-            self.say(f"results: {out}\ncheckpoint: {self.best_path}")
-            if "owa" in test:
-                self.say(f"M4 {cfg.seasonal_patterns}: smape {test['smape']:.3f}  mase {test['mase']:.3f}  "
-                         f"owa {test['owa']:.3f}  (Naive2 smape {test['naive2_smape']:.3f}, "
-                         f"mase {test['naive2_mase']:.3f})")
+        load_weights(self.setup.raw_model, self.best_path)
+        test_started = time.perf_counter()
+        test = self._test()
+        result = self._result(test, baselines, time.perf_counter() - test_started, time.perf_counter() - started)
+        if self.accelerator.is_main_process:
+            self._write_outputs(result, test, baselines)
         return result
+
+    def _header(self) -> str:
+        setup, acc, llm = self.setup, self.accelerator, self.setup.raw_model.llm.config
+        deepspeed = f"ZeRO-{deepspeed_stage(acc)}" if uses_deepspeed(self.cfg) else "off"
+        return (f"run {self.run_name}\n  data {setup.data.path.name}: {setup.data.summary()['samples']} samples, "
+                f"{len(setup.data.columns)} variable(s) | backbone {self.cfg.llm_model} ({llm.num_hidden_layers} "
+                f"layers, {llm.hidden_size} wide) | {setup.n_trainable:,} trainable of {setup.n_total:,} parameters"
+                f" | LLM sees {setup.raw_model.prompt.length} prompt + {setup.raw_model.num_patches} patch tokens | "
+                f"{acc.num_processes} process(es), precision {acc.mixed_precision}, DeepSpeed {deepspeed}, "
+                f"device {acc.device}")
+
+    def _test(self) -> dict[str, float]:
+        """The test metrics of the loaded checkpoint; a signal here stops at once (training is complete)."""
+        model, loader = self.setup.model, self.setup.loaders["test"]
+        with stop_on_signal("test"):
+            if self.cfg.task_name == "short_term_forecast":
+                return evaluate_short_term(model, loader, self.accelerator, self.setup.data)
+            return evaluate(model, loader, self.accelerator, "test")
+
+    def _write_outputs(self, result: dict[str, Any], test: dict[str, float], baselines: dict[str, dict]) -> None:
+        """results.json (a training run) or test_results.json (--is_training 0) with the plot, the table entry,
+        the tracker's final values, and the summary lines."""
+        cfg = self.cfg
+        prefix = "" if cfg.is_training else "test_"
+        if cfg.plot_windows:
+            result["plot"] = str(plot_run(self.setup.raw_model, self.setup.data, cfg.plot_windows, self.accelerator,
+                                          self.folders.results, self.progress.history, self.run_name,
+                                          prefix + PLOT_NAME))
+        if self.tracker is not None:
+            self.tracker.log(final_values(test), step=self.progress.global_step)
+            self.tracker.finish()
+        out = write_results(self.folders.results, result, prefix + RESULTS_FILE)
+        record_in_table(Path(cfg.output_dir), self.run_name, test)
+        self.say(f"test  mse {test['mse']:.4f}  mae {test['mae']:.4f}  ({test['samples']} samples, best epoch "
+                 f"{self.progress.best_epoch or 'from checkpoint'})")
+        if baselines.get("test"):
+            self.say("\n".join(baseline_lines("test", test, baselines["test"])))
+        self.say(f"results: {out}\ncheckpoint: {self.best_path}")
+        if "owa" in test:
+            self.say(f"M4 {cfg.seasonal_patterns}: smape {test['smape']:.3f}  mase {test['mase']:.3f}  "
+                     f"owa {test['owa']:.3f}  (Naive2 smape {test['naive2_smape']:.3f}, "
+                     f"mase {test['naive2_mase']:.3f})")
 
     def _baselines(self) -> dict[str, dict]:
         """Baseline scores on the validation and test windows, computed by the main process (which writes them);
@@ -429,26 +418,28 @@ class Trainer:
 
     def _result(self, test: dict[str, float], baselines: dict[str, dict], test_seconds: float,
                 total_seconds: float) -> dict[str, Any]:
-        cfg, acc, s, p = self.cfg, self.accelerator, self.setup, self.progress
-        best = next((v for v in reversed(p.validations) if v["is_best"]), None)  # selection may be sMAPE (M4)
-        train_seconds = sum(h["seconds"] for h in p.history)
-        samples = sum(h["steps"] for h in p.history) * cfg.grad_accum * cfg.batch_size * acc.num_processes
+        """The content of results.json (README "Outputs")."""
+        cfg, acc, setup, done = self.cfg, self.accelerator, self.setup, self.progress
+        best = next((v for v in reversed(done.validations) if v["is_best"]), None)  # selection may be sMAPE (M4)
+        train_seconds = sum(h["seconds"] for h in done.history)
+        samples = sum(h["steps"] for h in done.history) * cfg.grad_accum * cfg.batch_size * acc.num_processes
+        llm = setup.raw_model.llm
         return {
-            "setting": self.run_name, "seed": self.seed, "config": cfg.to_dict(), "data": s.data.summary(),
-            "model": {"backbone": cfg.llm_model, "source": s.raw_model.llm.name_or_path or cfg.llm_init,
-                      "description": prompt_description(cfg, s.data),
-                      "llm_init": cfg.llm_init, "llm_layers": s.raw_model.llm.config.num_hidden_layers,
-                      "llm_dim": s.raw_model.llm.config.hidden_size, "prompt_tokens": s.raw_model.prompt.length,
-                      "patch_tokens": s.raw_model.num_patches},
-            "params": {"total": s.n_total, "trainable": s.n_trainable},
+            "setting": self.run_name, "seed": self.seed, "config": cfg.to_dict(), "data": setup.data.summary(),
+            "model": {"backbone": cfg.llm_model, "source": llm.name_or_path or cfg.llm_init,
+                      "description": prompt_description(cfg, setup.data),
+                      "llm_init": cfg.llm_init, "llm_layers": llm.config.num_hidden_layers,
+                      "llm_dim": llm.config.hidden_size, "prompt_tokens": setup.raw_model.prompt.length,
+                      "patch_tokens": setup.raw_model.num_patches},
+            "params": {"total": setup.n_total, "trainable": setup.n_trainable},
             "metrics": {"val": {"mse": best["val_mse"] if best else None, "mae": best["val_mae"] if best else None,
                                 "baselines": baselines.get("val")},
                         "test": {**test, "baselines": baselines.get("test", m4_baseline(test))}},
-            "best_epoch": p.best_epoch or None,
-            "best_step": p.best_step or None,
-            "history": p.history,
-            "validations": p.validations,
-            "timing": {"train_epoch_s": [h["seconds"] for h in p.history],
+            "best_epoch": done.best_epoch or None,
+            "best_step": done.best_step or None,
+            "history": done.history,
+            "validations": done.validations,
+            "timing": {"train_epoch_s": [h["seconds"] for h in done.history],
                        "samples_per_s": samples / train_seconds if train_seconds else None,
                        "test_s": test_seconds, "total_s": total_seconds},
             "memory": peak_memory_mb(acc.device),
