@@ -3,7 +3,7 @@
     python benchmarks/wavelet_cost.py [--config tiny|etth1-gpt2-6l|both] [--steps 6] [--root_path DIR]
 
 Builds the plain model and the three wavelet variants with the same builders as training (same data,
-same batches, same accelerator), then times real optimizer steps (engine/trainer.py's train_step,
+same batches, same accelerator), then times real optimizer steps (engine/train/loop.py's train_step,
 NaN guard included) round-robin, one step of each variant per round, so machine noise hits all of
 them alike. Prints the median wall and CPU time (all threads of this process; steadier than wall
 time on a shared machine) of each variant's step and their ratios to the plain one.

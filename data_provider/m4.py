@@ -16,7 +16,7 @@ the end of the whole training series (the library validates on the test set inst
 
 Naive2, the benchmark OWA is relative to, is read from `submission-Naive2.csv` (the competition's own
 forecasts, as the Time-Series-Library ships them) when that file is in the folder, else computed
-(engine/m4_metrics.py).
+(engine/evaluate/m4_metrics.py).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ Semantics projected (the cadence flags of engine/config.py):
   * --test_every N > 0 scores the test set after every N-th epoch; the final test (best checkpoint) always runs;
   * early stopping counts every validation and is checked at epoch ends: the earliest stop is the first epoch
     end by which --patience + 1 validations have run (the first the best, none after it better).
-The epoch rules are engine/cadence.py's own functions, the ones the trainer calls.
+The epoch rules are engine/train/cadence.py's own functions, the ones the trainer calls.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def batches_per_process(samples: int, batch_size: int, processes: int, drop_last
 
 def optimizer_steps_per_epoch(train_samples: int, batch_size: int, grad_accum: int = 1, processes: int = 1,
                               max_train_steps: int = 0) -> int:
-    """Optimizer steps of one epoch, as engine/builders.py computes them (train drops its ragged last batch).
+    """Optimizer steps of one epoch, as engine/train/builders.py computes them (train drops its ragged last batch).
 
     train_samples is the training set after --percent (what the dataset holds)."""
     micro = batches_per_process(train_samples, batch_size, processes, drop_last=True)

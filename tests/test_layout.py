@@ -1,0 +1,64 @@
+"""The folders are the architecture: every import points down the layers, never up."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from conftest import ROOT
+
+# a package may import only from the packages listed after it (and from itself)
+LAYERS = {
+    "core": set(),
+    "data_provider": {"core"},
+    "models": {"core"},
+    "engine.config": {"core", "data_provider", "engine.recipes"},
+    "engine.recipes": set(),
+    "engine.runtime": {"core", "models"},
+    "engine.evaluate": {"core", "data_provider", "models", "engine.config"},
+    "engine.report": {"core", "data_provider", "models", "engine.config", "engine.evaluate"},
+    "engine.train": {"core", "data_provider", "models", "engine.config", "engine.recipes", "engine.runtime",
+                     "engine.evaluate", "engine.report"},
+    "engine.estimate": {"core", "data_provider", "models", "engine.config", "engine.runtime", "engine.evaluate",
+                        "engine.report", "engine.train"},
+    "engine.forecast": {"core", "data_provider", "models", "engine.config", "engine.runtime", "engine.evaluate",
+                        "engine.report", "engine.train"},
+    "engine.cli": {"core", "engine.runtime"},
+}
+
+
+def _layer(module: str) -> str:
+    for name in sorted(LAYERS, key=len, reverse=True):
+        if module == name or module.startswith(name + "."):
+            return name
+    return module.split(".")[0]
+
+
+def _imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module if node.module != "engine" else f"engine.{node.names[0].name}")
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {m for m in found if m.split(".")[0] in {"core", "data_provider", "models", "engine"}}
+
+
+def test_no_import_points_up():
+    upward = []
+    for path in sorted(p for package in ("core", "data_provider", "models", "engine")
+                       for p in (ROOT / package).rglob("*.py")):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        layer = _layer(module)
+        if layer not in LAYERS:
+            continue
+        for imported in _imports(path):
+            target = _layer(imported)
+            if target != layer and target not in LAYERS[layer]:
+                upward.append(f"{module} imports {imported}")
+    assert not upward, "\n".join(upward)
+
+
+def test_every_module_belongs_to_a_layer():
+    modules = [".".join(p.relative_to(ROOT).with_suffix("").parts) for p in ROOT.glob("engine/**/*.py")]
+    assert all(_layer(m) in LAYERS or m == "engine.__init__" for m in modules), modules
