@@ -83,7 +83,7 @@ def series_from_frame(frame: pd.DataFrame, path: Path | str, *, date_column: str
     if pd.api.types.is_numeric_dtype(frame[date_column]):
         raise UserError(f"{path}: the first column {date_column!r} must hold dates, not numbers "
                         "(put a date/time column first)")
-    dates = pd.to_datetime(frame[date_column], errors="coerce", utc=False, format="mixed")
+    dates = parse_dates(frame[date_column])
     if dates.isna().any():
         bad = frame[date_column][dates.isna()].iloc[0]
         raise UserError(f"{path}: the first column {date_column!r} must hold dates; "
@@ -126,6 +126,37 @@ def series_from_frame(frame: pd.DataFrame, path: Path | str, *, date_column: str
                             "them: drop them")
         values = _fill(values, bad, fillna)
     return Series(pd.DatetimeIndex(dates), values, [str(c) for c in variables.columns], date_column, file_columns)
+
+
+AMBIGUOUS_DATE = r"\s*\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}(?:[ T].*)?"  # 01/02/1950: 1 February or 2 January?
+
+
+def parse_dates(column: pd.Series) -> pd.Series:
+    """The date column as timestamps (NaT where a cell is no date). Offsets that change within the column (daylight
+    saving time) become one timeline in UTC. Dates written dd/mm or mm/dd are read the way that makes them increase
+    at a regular step; when only one reading does, that one (pandas alone would take mm/dd, then fall back to dd/mm
+    cell by cell)."""
+    month_first = _to_datetime(column, dayfirst=False)
+    if not column.astype(str).str.fullmatch(AMBIGUOUS_DATE).all():
+        return month_first
+    day_first = _to_datetime(column, dayfirst=True)
+    ranked = sorted([month_first, day_first], key=lambda d: (not d.notna().all(), not _is_regular(d)))
+    return ranked[0]
+
+
+def _to_datetime(column: pd.Series, *, dayfirst: bool) -> pd.Series:
+    try:
+        return pd.to_datetime(column, errors="coerce", format="mixed", dayfirst=dayfirst)
+    except ValueError:  # mixed UTC offsets
+        return pd.to_datetime(column, errors="coerce", format="mixed", dayfirst=dayfirst, utc=True)
+
+
+def _is_regular(dates: pd.Series) -> bool:
+    """Increasing at one step (or one calendar step that pandas recognises)."""
+    index = pd.DatetimeIndex(dates.dropna())
+    if len(index) < 3 or len(index) != len(dates) or not index.is_monotonic_increasing:
+        return False
+    return pd.infer_freq(index) is not None or len(set(np.diff(index.asi8))) == 1
 
 
 def _fill(values: np.ndarray, bad: np.ndarray, how: str) -> np.ndarray:

@@ -226,3 +226,26 @@ def test_unwritable_output_is_refused_before_forecasting(trained, tmp_path, caps
     run = trained[0]
     assert "does not exist" in _refused(["--run", str(run), "--output", str(tmp_path / "no" / "f.csv")], run, capsys)
     assert "is a folder" in _refused(["--run", str(run), "--output", str(tmp_path)], run, capsys)
+
+
+def test_outputs_never_overwrite_the_run_or_the_input(trained, tmp_path, capsys):
+    run, _, frame = trained
+    frame.to_csv(tmp_path / "new.csv", index=False)
+    data = ["--data_path", str(tmp_path / "new.csv")]
+    assert "run's records" in _refused(["--run", str(run), *data, "--output", str(run / "results.json")], run, capsys)
+    assert "run's records" in _refused(["--run", str(run), *data, "--output", str(tmp_path / "new.csv")], run, capsys)
+    same = str(tmp_path / "same.png")
+    assert "run's records" in _refused(["--run", str(run), *data, "--output", same, "--plot", same], run, capsys)
+    assert "picture file" in _refused(["--run", str(run), *data, "--plot", str(tmp_path / "p.txt")], run, capsys)
+    assert json.loads((run / "results.json").read_text())["setting"] == run.name
+
+
+def test_a_fixed_day_of_the_month_continues_on_that_day(tmp_path):
+    from engine.forecast.forecaster import Forecaster
+
+    frame = synthetic_frame(400, COLUMNS, freq="MS")
+    frame["date"] = (pd.to_datetime(frame["date"]) + pd.Timedelta(days=14)).dt.strftime("%Y-%m-%d")  # the 15th
+    run, result = _train(tmp_path, frame, "--features", "S")
+    assert result["data"]["input"]["freq"] == "months=1" and result["data"]["input"]["regular"]
+    future = Forecaster.load(run).predict(frame)
+    assert all(d.day == 15 for d in future["date"]) and future["date"].iloc[0] == pd.Timestamp("2049-11-15")

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from conftest import TINY, run_cli, synthetic_frame
 
@@ -202,12 +203,17 @@ def test_damaged_last_state_falls_back_to_the_previous_one(tmp_path, frame, caps
     run_dir = _stopped_run(tmp_path, args, at_step=5)
     assert (run_dir / "previous" / "training_state.pt").is_file()
     target = run_dir / "last" / damaged
-    target.write_bytes(target.read_bytes()[: max(1, target.stat().st_size // 3)])
+    intact = target.stat().st_size
+    target.write_bytes(target.read_bytes()[: max(1, intact // 3)])
     capsys.readouterr()
-    code, resumed = run_cli([*args, "--resume", "auto"], tmp_path)
-    assert code == 0
+    _stopped_run(tmp_path, [*args, "--resume", "auto"], at_step=1)  # resumes from previous/, saves once, stops
     out = capsys.readouterr().out
     assert f"{target}: damaged" in out and "resuming from the state saved before it" in out
+    for state in ("last", "previous"):  # the damaged state was dropped, not rotated into previous/
+        assert (run_dir / state / damaged).stat().st_size > intact // 2
+        torch.load(run_dir / state / "training_state.pt", weights_only=False)
+    code, resumed = run_cli([*args, "--resume", "auto"], tmp_path)
+    assert code == 0
     _same_metrics(resumed, whole)
 
 
@@ -472,3 +478,57 @@ def test_fuzzed_files_train_or_exit_2_end_to_end(tmp_path_factory, capsys):
         assert all(np.isfinite(result["metrics"]["test"][k]) for k in ("mse", "mae"))
 
     check()
+
+
+# ------------------------------------------------------------------ calendars
+def test_daylight_saving_offsets_become_one_utc_timeline(tmp_path, frame):
+    local = pd.date_range("2021-03-20", periods=len(frame), freq="h", tz="Europe/Berlin")
+    frame["date"] = [t.isoformat() for t in local]  # +01:00, then +02:00 after the change
+    _write(tmp_path, frame)
+    code, result = run_cli([*_custom(tmp_path), *SHORT], tmp_path)
+    assert code == 0 and result["data"]["input"]["freq"] == "h" and result["data"]["input"]["regular"]
+
+
+def test_day_first_dates_are_read_day_first(tmp_path):
+    frame = synthetic_frame(400, ["a", "OT"], freq="MS")
+    frame["date"] = pd.to_datetime(frame["date"]).dt.strftime("%d/%m/%Y")  # 01/02/1950 is 1 February
+    _write(tmp_path, frame)
+    code, result = run_cli([*_custom(tmp_path), *SHORT], tmp_path)
+    assert code == 0 and result["data"]["input"]["freq"] == "MS" and result["data"]["input"]["season_length"] == 12
+
+
+def test_stray_resume_folder_creates_nothing(tmp_path, frame, capsys):
+    _write(tmp_path, frame)
+    (tmp_path / "checkpoints" / "somewhere").mkdir(parents=True)
+    err = _refused([*_custom(tmp_path), *SHORT, "--resume", str(tmp_path / "checkpoints" / "somewhere"),
+                    *_outputs(tmp_path)], capsys)
+    assert "no training_state.pt" in err and not (tmp_path / "results").exists()
+
+
+def test_sigterm_during_the_last_validation_stops_before_the_test(tmp_path, frame, capsys):
+    import engine.train.trainer as trainer_module
+
+    _write(tmp_path, frame)
+    args = [*_custom(tmp_path), *RESUMABLE]
+    whole = _uninterrupted(tmp_path, args)
+    real, seen = trainer_module.evaluate, {"validations": 0}
+
+    def validate_then_stop(model, loader, accelerator, desc):
+        if desc == "validate":
+            seen["validations"] += 1
+            if seen["validations"] == 2:  # the last epoch's validation
+                os.kill(os.getpid(), signal.SIGTERM)
+        return real(model, loader, accelerator, desc)
+
+    trainer_module.evaluate = validate_then_stop
+    try:
+        with pytest.raises(SystemExit) as stop:
+            run_cli(args, tmp_path)
+    finally:
+        trainer_module.evaluate = real
+    assert stop.value.code == 128 + signal.SIGTERM
+    assert "at the end of epoch 2" in capsys.readouterr().out
+    assert not list((tmp_path / "results").glob("*/results.json"))  # the test did not run
+    code, resumed = run_cli([*args, "--resume", "auto"], tmp_path)
+    assert code == 0
+    _same_metrics(resumed, whole)

@@ -28,15 +28,26 @@ def data_file(run_file: Path, result: dict, root_path: str, data_path: str) -> P
     return Path(data.get("test_data", data)["path"])
 
 
-def output_file(requested: str, run_folder: Path, data: Path, kind: str, suffix: str) -> Path:
-    """Where a result goes; its folder must exist and be writable before any forecast is computed."""
+PLOT_FORMATS = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+KEPT_FILES = ("results.json", "test_results.json", "best.safetensors")  # a run's own records: never overwritten
+
+
+def output_file(flag: str, requested: str, run_folder: Path, data: Path, kind: str, suffix: str,
+                protected: list[Path]) -> Path:
+    """Where a result goes, checked before any forecast is computed: a writable folder, the right kind of file, and
+    never the run's own records, the input file or the other output."""
     path = Path(requested) if requested else run_folder / f"{kind}_{data.stem}{suffix}"
     if path.is_dir():
-        raise UserError(f"{path} is a folder; name a {suffix} file")
+        raise UserError(f"{flag} {path} is a folder; name a {suffix} file")
+    if suffix == ".png" and path.suffix.lower() not in PLOT_FORMATS:
+        raise UserError(f"{flag} {path}: name a picture file ({', '.join(PLOT_FORMATS)})")
+    if path.name in KEPT_FILES or any(path.resolve() == other.resolve() for other in protected):
+        raise UserError(f"{flag} {path}: would overwrite the run's records, the input file or the other output; "
+                        "name another file")
     if not path.parent.is_dir():
-        raise UserError(f"{path}: folder {path.parent} does not exist")
+        raise UserError(f"{flag} {path}: folder {path.parent} does not exist")
     if not os.access(path.parent, os.W_OK):
-        raise UserError(f"{path}: folder {path.parent} is not writable")
+        raise UserError(f"{flag} {path}: folder {path.parent} is not writable")
     return path
 
 
@@ -52,8 +63,8 @@ def run_forecast(*, run: str, root_path: str, data_path: str, output: str, plot:
     run_file, result = read_run(run)
     path = data_file(run_file, result, root_path, data_path)
     kind = "rolling" if rolling else "forecast"
-    out = output_file(output, run_file.parent, path, kind, ".csv")
-    picture = output_file(plot, run_file.parent, path, kind, ".png") if plot else None
+    out = output_file("--output", output, run_file.parent, path, kind, ".csv", [run_file, path])
+    picture = output_file("--plot", plot, run_file.parent, path, kind, ".png", [run_file, path, out]) if plot else None
     frame = read_frame(path)
     forecaster = Forecaster.load(run_file, device=device, batch_size=batch_size)
     forecast = forecaster.predict(frame, rolling=rolling, fillna=fillna, name=path)

@@ -28,7 +28,7 @@ from accelerate.utils import set_seed
 from core.errors import UserError
 from data_provider.csv_loader import Series, row_label, series_from_frame
 from data_provider.data_factory import standardise
-from data_provider.seasonality import first_off_step
+from data_provider.seasonality import first_off_step, future_dates
 from data_provider.windows import WindowDataset
 from engine.config import Config
 from engine.evaluate.baselines import score_windows
@@ -263,9 +263,3 @@ class Forecaster:
             out[f"{column}_forecast"] = pred_data[..., position].ravel()
         out.attrs["metrics"] = metrics
         return out
-
-
-def future_dates(dates: pd.DatetimeIndex, freq: str, count: int) -> pd.DatetimeIndex:
-    """`count` timestamps after the last one at the run's frequency."""
-    return pd.date_range(dates[-1], periods=count + 1, freq=freq)[1:]
-

@@ -68,6 +68,9 @@ def choose(output_dir: Path, checkpoints: Path, base: str, *, is_training: bool,
         folder = Path(resume)
         if not folder.is_dir():
             raise UserError(f"--resume {folder}: no such checkpoint folder")
+        if not (folder / "training_state.pt").is_file():
+            raise UserError(f"--resume {folder}: no training_state.pt there (name a run's last/ or previous/ "
+                            "folder, or use --resume auto)")
         name = folder.resolve().parent.name
         return at(name, ckpt=folder.resolve().parent)
     make_folder("--output_dir", output_dir)

@@ -10,6 +10,7 @@ score the test set, which keeps every sample. The resumable state is saved every
 from __future__ import annotations
 
 import math
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -171,6 +172,8 @@ class Trainer:
                     raise UserError(f"--resume: {err}; no intact state is left to resume from (train again without "
                                     f"--resume; {self.best_path.name} is kept)") from None
                 self.say(f"--resume: {err}; resuming from the state saved before it, {states[i + 1]}")
+                if self.accelerator.is_main_process:  # the next save must rotate the intact state, not this one
+                    shutil.rmtree(folder, ignore_errors=True)
         changed = [k for k, v in saved["config"].items() if k not in RUN_ONLY and getattr(self.cfg, k, v) != v]
         if changed:
             raise UserError(f"--resume {folder}: it was written with other values of "
@@ -337,7 +340,10 @@ class Trainer:
                     break
                 lr = self.setup.optimizer.param_groups[0]["lr"]
                 self.train_epoch(epoch)
-                if self.end_epoch(epoch, lr):
+                stop = self.end_epoch(epoch, lr)
+                if self.stop_signal is not None:  # arrived during the epoch's validation or save: state is saved
+                    raise Interrupted(self.stop_signal, f"the end of epoch {epoch + 1}")
+                if stop:
                     break
         finally:
             for sig, handler in handlers.items():
