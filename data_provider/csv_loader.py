@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import UserError
+from data_provider.seasonality import sampling_step
 
 
 @dataclass
@@ -152,11 +153,11 @@ def _to_datetime(column: pd.Series, *, dayfirst: bool) -> pd.Series:
 
 
 def _is_regular(dates: pd.Series) -> bool:
-    """Increasing at one step (or one calendar step that pandas recognises)."""
+    """Every date present and one sampling step after the one before."""
     index = pd.DatetimeIndex(dates.dropna())
     if len(index) < 3 or len(index) != len(dates) or not index.is_monotonic_increasing:
         return False
-    return pd.infer_freq(index) is not None or len(set(np.diff(index.asi8))) == 1
+    return sampling_step(index)[1]
 
 
 def _fill(values: np.ndarray, bad: np.ndarray, how: str) -> np.ndarray:

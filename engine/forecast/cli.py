@@ -5,15 +5,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from core.errors import UserError
 from core.files import atomic_path
-from data_provider.csv_loader import read_frame
+from data_provider.csv_loader import Series, read_frame
 from engine.evaluate.baselines import best_baseline, skill
 from engine.forecast.forecaster import Forecaster, read_run
 from engine.report.plots import draw_forecast
+from engine.report.results import RESULTS_FILE
+from engine.train.run_folders import BEST
 
 HISTORY_SHOWN = 4  # the plot shows this many forecast lengths of history before the forecast
 
@@ -29,7 +30,7 @@ def data_file(run_file: Path, result: dict, root_path: str, data_path: str) -> P
 
 
 PLOT_FORMATS = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
-KEPT_FILES = ("results.json", "test_results.json", "best.safetensors")  # a run's own records: never overwritten
+KEPT_FILES = (RESULTS_FILE, "test_" + RESULTS_FILE, BEST)  # a run's own records: never overwritten
 
 
 def output_file(flag: str, requested: str, run_folder: Path, data: Path, kind: str, suffix: str,
@@ -66,8 +67,9 @@ def run_forecast(*, run: str, root_path: str, data_path: str, output: str, plot:
     out = output_file("--output", output, run_file.parent, path, kind, ".csv", [run_file, path])
     picture = output_file("--plot", plot, run_file.parent, path, kind, ".png", [run_file, path, out]) if plot else None
     frame = read_frame(path)
-    forecaster = Forecaster.load(run_file, device=device, batch_size=batch_size)
-    forecast = forecaster.predict(frame, rolling=rolling, fillna=fillna, name=path)
+    forecaster = Forecaster.from_record(run_file, result, device=device, batch_size=batch_size)
+    series = forecaster.series(frame, path, fillna=fillna)
+    forecast = forecaster.forecast_series(series, rolling=rolling, name=path)
     lay, cfg = forecaster.layout, forecaster.cfg
     print(f"run {result['setting']} ({cfg.llm_model}, seq_len {cfg.seq_len}, pred_len {cfg.pred_len}) on "
           f"{forecaster.device}, {path.name}: {len(frame)} rows")
@@ -88,18 +90,17 @@ def run_forecast(*, run: str, root_path: str, data_path: str, output: str, plot:
         print(f"forecast: {cfg.pred_len} steps of {', '.join(lay.outputs)} from {dates.iloc[0]} to "
               f"{dates.iloc[-1]} (every {lay.freq})")
     if picture is not None:
-        draw_picture(picture, forecaster, frame, forecast, rolling, path.name)
+        draw_picture(picture, forecaster, series, forecast, rolling, path.name)
         print(f"plot: {picture}")
     print(f"forecasts: {out}")
     return forecast
 
 
-def draw_picture(path: Path, forecaster: Forecaster, frame: pd.DataFrame, forecast: pd.DataFrame, rolling: bool,
+def draw_picture(path: Path, forecaster: Forecaster, series: Series, forecast: pd.DataFrame, rolling: bool,
                  name: str) -> None:
     """The target's history and the forecast after the file (rolling: the last window, beside its truth)."""
     lay, pred_len = forecaster.layout, forecaster.cfg.pred_len
-    dates = pd.to_datetime(frame[lay.date_column], format="mixed")
-    values = frame[lay.target].to_numpy(dtype=np.float64)
+    dates, values = pd.Series(series.dates), series.values[:, -1]  # the target is the series' last column
     shown = HISTORY_SHOWN * pred_len
     if rolling:
         last = forecast.iloc[-pred_len:]

@@ -32,6 +32,8 @@ from data_provider.seasonality import first_off_step, future_dates
 from data_provider.windows import WindowDataset
 from engine.config import Config
 from engine.evaluate.baselines import score_windows
+from engine.evaluate.loop import forecast
+from engine.evaluate.metrics import MetricAccumulator
 from engine.report.results import RESULTS_FILE
 from engine.runtime import configure_backends
 from engine.train.accelerator import DTYPES
@@ -117,7 +119,12 @@ class Forecaster:
     def load(cls, run: str | Path, *, device: str | None = None, batch_size: int = 0) -> Forecaster:
         """Rebuild the run's model on `device` (default: cuda when available); offline unless it trained with
         --allow_download."""
-        file, result = read_run(run)
+        return cls.from_record(*read_run(run), device=device, batch_size=batch_size)
+
+    @classmethod
+    def from_record(cls, file: Path, result: dict[str, Any], *, device: str | None = None,
+                    batch_size: int = 0) -> Forecaster:
+        """The same from a results.json already read (read_run)."""
         checkpoint = find_checkpoint(file, result)
         known = {f.name for f in dataclasses.fields(Config)}
         cfg = Config(**{k: v for k, v in result["config"].items() if k in known})
@@ -176,12 +183,13 @@ class Forecaster:
                             f"the row before it; the run was trained on data sampled every {lay.freq}")
 
     # ------------------------------------------------------------------ forecasts
-    def _forecast(self, x: torch.Tensor) -> torch.Tensor:
-        """Scaled forecasts of a batch of scaled windows, in the run's precision (float32 out, on the CPU)."""
+    def _forecast(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Scaled forecasts of a batch of scaled windows, aligned with its target as the evaluation loop aligns
+        them, in the run's precision (float32, on the CPU)."""
         amp = torch.autocast(self.device.type, dtype=self.autocast_dtype) if self.autocast_dtype \
             else contextlib.nullcontext()
         with torch.inference_mode(), eval_attention(), amp:
-            return self.model(x.to(self.device)).float().cpu()
+            return forecast(self.model, {"x": batch["x"].to(self.device), "y": batch["y"]}).cpu()  # y: its shape
 
     def _windows(self, scaled: np.ndarray, pred_len: int) -> tuple[np.ndarray, WindowDataset]:
         """Forecasts [windows, pred_len, outputs] of every window of `scaled`, ordered as the model's columns."""
@@ -191,7 +199,7 @@ class Forecaster:
         outputs = []
         for start in range(0, len(dataset), self.batch_size):
             batch = dataset.__getitems__(list(range(start, min(start + self.batch_size, len(dataset)))))
-            outputs.append(self._forecast(batch["x"])[..., -batch["y"].shape[-1]:])
+            outputs.append(self._forecast(batch))
         pred = torch.cat(outputs).numpy()
         if dataset.channel_independent:  # samples are variable-major: index = variable * windows + start
             pred = pred[..., 0].reshape(dataset.n_vars, dataset.n_windows, -1).transpose(1, 2, 0)
@@ -202,7 +210,11 @@ class Forecaster:
         """The next pred_len steps after the frame's last row, in data units, timestamps continuing the dates;
         rolling=True: every window of the frame beside its truth (long format), metrics in `.attrs["metrics"]`.
         `name` says where the frame came from in error messages (a Path: rows are named by their CSV line)."""
-        return self._rolling(frame, fillna, name) if rolling else self._future(frame, fillna, name)
+        return self.forecast_series(self.series(frame, name, fillna=fillna), rolling=rolling, name=name)
+
+    def forecast_series(self, series: Series, *, rolling: bool = False, name: str | Path = "input") -> pd.DataFrame:
+        """predict() for a series already checked by series()."""
+        return self._rolling(series, name) if rolling else self._future(series, name)
 
     def _scaled(self, series: Series, name: str | Path) -> np.ndarray:
         return standardise(series.values, self.layout.mean, self.layout.std, series.columns, name)
@@ -220,9 +232,8 @@ class Forecaster:
             return scaled * lay.std[-1] + lay.mean[-1]
         return scaled * lay.std[: scaled.shape[-1]] + lay.mean[: scaled.shape[-1]]
 
-    def _future(self, frame: pd.DataFrame, fillna: str | None, name: str | Path) -> pd.DataFrame:
+    def _future(self, series: Series, name: str | Path) -> pd.DataFrame:
         seq_len, pred_len = self.cfg.seq_len, self.cfg.pred_len
-        series = self.series(frame, name, fillna=fillna)
         if len(series.values) < seq_len:
             raise UserError(f"{name}: {len(series.values)} rows; the model reads the last {seq_len} (seq_len), "
                             f"give at least {seq_len}")
@@ -235,9 +246,8 @@ class Forecaster:
         out.insert(0, self.layout.date_column, dates)
         return out
 
-    def _rolling(self, frame: pd.DataFrame, fillna: str | None, name: str | Path) -> pd.DataFrame:
+    def _rolling(self, series: Series, name: str | Path) -> pd.DataFrame:
         seq_len, pred_len = self.cfg.seq_len, self.cfg.pred_len
-        series = self.series(frame, name, fillna=fillna)
         if len(series.values) < seq_len + pred_len:
             raise UserError(f"{name}: {len(series.values)} rows; --rolling needs at least seq_len + pred_len = "
                             f"{seq_len + pred_len} (a window to read and one to score)")
@@ -247,13 +257,11 @@ class Forecaster:
         n_windows = dataset.n_windows
         rows = np.arange(n_windows)[:, None] + seq_len + np.arange(pred_len)  # [windows, pred_len]
         truth_scaled = scaled[rows][..., -1:] if self.layout.features == "MS" else scaled[rows]
-        metrics = {"windows": n_windows, "mse": float(np.mean((pred - truth_scaled) ** 2)),
-                   "mae": float(np.mean(np.abs(pred - truth_scaled)))}
-        pred_data = self._unscale(pred)
-        truth_data = self._unscale(truth_scaled)
-        metrics |= {"mse_data": float(np.mean((pred_data - truth_data) ** 2)),
-                    "mae_data": float(np.mean(np.abs(pred_data - truth_data))),
-                    "baselines": score_windows(dataset, pred_len, self.layout.season_length)}
+        pred_data, truth_data = self._unscale(pred), self._unscale(truth_scaled)
+        scaled_scores, data_scores = score(pred, truth_scaled), score(pred_data, truth_data)
+        metrics = {"windows": n_windows, "mse": scaled_scores["mse"], "mae": scaled_scores["mae"],
+                   "mse_data": data_scores["mse"], "mae_data": data_scores["mae"],
+                   "baselines": score_windows(dataset, pred_len, self.layout.season_length)}
         order = self._output_index()
         out = pd.DataFrame({"origin": np.repeat(series.dates[seq_len - 1: seq_len - 1 + n_windows], pred_len),
                             self.layout.date_column: series.dates[rows.ravel()],
@@ -263,3 +271,10 @@ class Forecaster:
             out[f"{column}_forecast"] = pred_data[..., position].ravel()
         out.attrs["metrics"] = metrics
         return out
+
+
+def score(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """The trainer's metrics (engine.evaluate.metrics) of forecasts beside their truth."""
+    scores = MetricAccumulator()
+    scores.update(torch.from_numpy(pred), torch.from_numpy(truth))
+    return scores.compute()
