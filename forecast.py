@@ -2,7 +2,7 @@
 
     python forecast.py --run results/<run>                          # the next pred_len steps after the file
     python forecast.py --run results/<run> --data_path new.csv --plot forecast.png
-    python forecast.py --run results/<run> --rolling                # every window, beside the truth, scored
+    python forecast.py --run results/<run> --rolling --test_only    # the test windows, beside the truth, scored
 """
 
 from __future__ import annotations
@@ -26,12 +26,25 @@ def build_parser() -> argparse.ArgumentParser:
                              "in the run folder)")
     parser.add_argument("--plot", default="", help="also draw the history and the forecast into this PNG")
     parser.add_argument("--rolling", action="store_true",
-                        help="forecast every window of the file beside its truth and report MSE/MAE")
+                        help="backtest: forecast the file's windows beside their truth, a batch at a time, and "
+                             "report MSE/MAE (scaled, and per variable in data units) beside the baselines")
+    parser.add_argument("--n_windows", type=int, default=0,
+                        help="with --rolling: the last N windows only (0: all)")
+    parser.add_argument("--step_size", type=int, default=1,
+                        help="with --rolling: rows between consecutive forecast origins")
+    parser.add_argument("--test_only", action="store_true",
+                        help="with --rolling: only windows inside the run's own test rows")
     parser.add_argument("--fillna", default="", choices=["", "none", "ffill", "zero"],
                         help="NaN/inf handling (default: what the run trained with)")
     parser.add_argument("--device", default="", choices=["", "cpu", "cuda"], help="default: cuda when available")
     parser.add_argument("--batch_size", type=int, default=0, help="windows per forward (default: the run's "
                                                                      "--eval_batch_size)")
+    parser.add_argument("--checkpoint", default="",
+                        help="the run's best.safetensors, when it is no longer where the run recorded it (it must "
+                             "carry the run's id)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="let a named --output/--plot replace an existing file (default names take the next "
+                             "free _vN instead)")
     return parser
 
 
@@ -43,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
 
         run_forecast(run=args.run, root_path=args.root_path, data_path=args.data_path, output=args.output,
                      plot=args.plot, rolling=args.rolling, fillna=args.fillna or None, device=args.device or None,
-                     batch_size=args.batch_size)
+                     batch_size=args.batch_size, checkpoint=args.checkpoint, overwrite=args.overwrite,
+                     n_windows=args.n_windows, step_size=args.step_size, test_only=args.test_only)
 
     return run_cli(forecast)
 

@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from core.errors import write_failure
+
 
 def file_mode() -> int:
     """The mode a plain open() gives a new file: 0666 less the umask (libraries that write 0600 are corrected)."""
@@ -27,8 +29,11 @@ def atomic_path(path: Path) -> Iterator[Path]:
         yield tmp
         os.chmod(tmp, file_mode())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         tmp.unlink(missing_ok=True)
+        failure = write_failure(path, err)
+        if failure is not None:
+            raise failure from None
         raise
 
 

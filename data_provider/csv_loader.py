@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ class Series:
     columns: list[str]
     date_column: str
     file_columns: list[str]  # the variables as the file orders them (a forecast's input must repeat them)
+    notes: list[str] = field(default_factory=list)  # what was done to read the file, for the run to print
 
 
 def read_series(path: Path, *, date_column: str | None, target: str, features: str, fillna: str,
@@ -81,15 +82,26 @@ def series_from_frame(frame: pd.DataFrame, path: Path | str, *, date_column: str
     date_column = date_column or str(frame.columns[0])
     if date_column not in frame.columns:
         raise UserError(f"{path}: missing date column {date_column!r}")
+    notes = []
+    unnamed_empty = [c for c in frame.columns if str(c).startswith("Unnamed: ") and frame[c].isna().all()]
+    if unnamed_empty:  # a separator at the end of every line makes a nameless, empty last column
+        frame = frame.drop(columns=unnamed_empty)
+        notes.append(f"{path}: dropped {len(unnamed_empty)} empty column(s) without a name (a separator at the end "
+                     "of each line)")
     if pd.api.types.is_numeric_dtype(frame[date_column]):
         raise UserError(f"{path}: the first column {date_column!r} must hold dates, not numbers "
                         "(put a date/time column first)")
+    mixed = mixed_date_formats(frame[date_column], path)
     dates = parse_dates(frame[date_column])
     if dates.isna().any():
         bad = frame[date_column][dates.isna()].iloc[0]
-        raise UserError(f"{path}: the first column {date_column!r} must hold dates; "
+        raise UserError(f"{path}: {mixed}" if mixed else f"{path}: the first column {date_column!r} must hold dates; "
                         f"{int(dates.isna().sum())} values are not (e.g. {bad!r})")
     steps = np.diff(pd.DatetimeIndex(dates).asi8)
+    if mixed:
+        if (steps <= 0).any():
+            raise UserError(f"{path}: {mixed}")
+        notes.append(f"{path}: {mixed.split(';')[0]}; they were read in order, check that each means what you meant")
     if (steps <= 0).any():
         row = int(np.argmax(steps <= 0)) + 1
         how = "repeats the timestamp of" if steps[row - 1] == 0 else "comes before"
@@ -117,16 +129,31 @@ def series_from_frame(frame: pd.DataFrame, path: Path | str, *, date_column: str
     bad = ~np.isfinite(values)
     if bad.any():
         counts = {str(c): int(n) for c, n in zip(variables.columns, bad.sum(axis=0), strict=False) if n}
+        empty = [c for c, n in counts.items() if n == len(values)]
+        if empty:
+            raise UserError(f"{path}: column(s) {', '.join(empty)} hold no finite value; --fillna cannot fill "
+                            "them: drop them")
         if fillna == "none":
             listed = ", ".join(f"{c!r}: {n}" for c, n in counts.items())
             raise UserError(f"{path}: NaN/inf values in column(s) {listed}; "
                             "pass --fillna ffill or --fillna zero to fill them")
-        empty = [str(c) for c, n in zip(variables.columns, bad.sum(axis=0), strict=True) if n == len(values)]
-        if empty:
-            raise UserError(f"{path}: column(s) {', '.join(empty)} hold no finite value; --fillna cannot fill "
-                            "them: drop them")
         values = _fill(values, bad, fillna)
-    return Series(pd.DatetimeIndex(dates), values, [str(c) for c in variables.columns], date_column, file_columns)
+    return Series(pd.DatetimeIndex(dates), values, [str(c) for c in variables.columns], date_column, file_columns,
+                  notes)
+
+
+def mixed_date_formats(column: pd.Series, source: Path | str) -> str:
+    """'' when every date is written the same way (digits and separators of the date part); else a sentence naming
+    the first two lines that disagree (pandas would read each by its own rule, so sorted dates can come out of
+    order)."""
+    text = column.astype(str).str.strip()
+    shapes = text.str.split(r"[ T]", n=1, regex=True).str[0].str.replace(r"\d", "9", regex=True)
+    if shapes.nunique() < 2:
+        return ""
+    first = shapes.iloc[0]
+    other = int(np.argmax((shapes != first).to_numpy()))
+    return (f"dates are written in more than one format: {row_label(source, 0)} {text.iloc[0]!r} and "
+            f"{row_label(source, other)} {text.iloc[other]!r}; write every date the same way (e.g. YYYY-MM-DD hh:mm)")
 
 
 AMBIGUOUS_DATE = r"\s*\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}(?:[ T].*)?"  # 01/02/1950: 1 February or 2 January?

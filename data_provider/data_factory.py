@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
@@ -15,7 +16,7 @@ from core.errors import UserError
 from data_provider.csv_loader import Series, read_series
 from data_provider.m4 import M4Data, build_m4_data
 from data_provider.registry import describe, get_spec, resolve_path
-from data_provider.seasonality import sampling_step, season_from_dates
+from data_provider.seasonality import first_off_step, sampling_step, season_from_dates
 from data_provider.splits import SPLITS, Borders, check_lengths, compute_borders
 from data_provider.windows import WindowDataset, collate_batch
 
@@ -54,6 +55,7 @@ class DataBundle:
     season_length: int = 1  # steps per season of the scored data, for the seasonal naive baseline
     test_data: DataBundle | None = None  # zero-shot: the dataset the test split comes from
     input: dict | None = None  # what a forecast of new data needs to read a file as this run did (input_record)
+    notes: list[str] = dataclasses.field(default_factory=list)  # warnings about the file, printed once by the run
 
     def summary(self) -> dict:
         summary = {"path": str(self.path), "columns": self.columns, "n_vars": self.n_vars,
@@ -133,10 +135,23 @@ def build_csv_data(opts: DataOptions) -> DataBundle:
         datasets[split] = WindowDataset(scaled[a:b], opts.seq_len, opts.pred_len,
                                         channel_independent=channel_independent, target_only=opts.features == "MS")
     season_length = opts.season_length or season_from_dates(series.dates)
+    record = input_record(opts, series, target, drop_columns, mean, std, season_length)
     return DataBundle(path=path, columns=series.columns, n_vars=1 if channel_independent else n_columns,
                       borders=borders, mean=mean, std=std, description=describe(opts.data, path),
-                      datasets=datasets, season_length=season_length,
-                      input=input_record(opts, series, target, drop_columns, mean, std, season_length))
+                      datasets=datasets, season_length=season_length, input=record,
+                      notes=[*series.notes, *irregular_note(path, series.dates, record["freq"], record["regular"])])
+
+
+def irregular_note(path: Path, dates: pd.DatetimeIndex, freq: str, regular: bool) -> list[str]:
+    """A warning when the dates do not step evenly: windows then span gaps as if the rows were consecutive."""
+    if regular or not freq:
+        return []
+    row = first_off_step(dates, freq)
+    if row is None:
+        return []
+    return [f"warning: {path} is not evenly spaced: every {freq} up to line {row + 1} ({dates[row - 1]}), then "
+            f"line {row + 2} ({dates[row]}); windows run over such gaps as if the rows were consecutive "
+            "(fill the missing rows for a regular series)"]
 
 
 def standardise(values: np.ndarray, mean: np.ndarray, std: np.ndarray, columns: list[str], source) -> np.ndarray:

@@ -21,12 +21,15 @@ forecasts, as the Time-Series-Library ships them) when that file is in the folde
 
 from __future__ import annotations
 
+import codecs
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from numpy._core import multiarray as np_multiarray
 from torch.utils.data import Dataset
 
 from core.errors import UserError
@@ -68,10 +71,41 @@ def _read_csv_series(path: Path) -> list[np.ndarray]:
     return [row[~np.isnan(row)] for row in values]
 
 
+# What a Time-Series-Library training.npz/test.npz (numpy's `ndarray.dump` of an object array of float arrays) needs
+# to be rebuilt, and nothing else: arrays, dtypes, and the byte strings protocol 2 encodes through _codecs.
+_ARRAY_GLOBALS = {("numpy._core.multiarray", "_reconstruct"): np_multiarray._reconstruct,
+                  ("numpy.core.multiarray", "_reconstruct"): np_multiarray._reconstruct,
+                  ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+                  ("_codecs", "encode"): codecs.encode}
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays only: any other class or function named in the file is refused before it is
+    touched, so a planted payload cannot run."""
+
+    def find_class(self, module: str, name: str):
+        found = _ARRAY_GLOBALS.get((module, name))
+        if found is None:
+            raise pickle.UnpicklingError(f"refers to {module}.{name}, which an M4 array file never needs")
+        return found
+
+
 def _load_npz(path: Path) -> np.ndarray:
-    loaded = np.load(path, allow_pickle=True)
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        loaded = loaded[loaded.files[0]]
+    """A TSLib M4 file: a pickled object array (read by _ArrayUnpickler) or a plain .npy/.npz of numbers."""
+    try:
+        with open(path, "rb") as handle:
+            if handle.read(1) == b"\x80":  # a pickle (protocol 2 and later)
+                handle.seek(0)
+                loaded = _ArrayUnpickler(handle).load()
+            else:
+                loaded = np.load(path, allow_pickle=False)
+                if isinstance(loaded, np.lib.npyio.NpzFile):
+                    loaded = loaded[loaded.files[0]]
+    except (pickle.UnpicklingError, ValueError, EOFError, OSError, TypeError, AttributeError) as err:
+        reason = str(err).splitlines()[0][:200] if str(err) else type(err).__name__
+        raise UserError(f"{path}: not an M4 array file ({reason})") from None
+    if not isinstance(loaded, np.ndarray):
+        raise UserError(f"{path}: holds a {type(loaded).__name__}, not an array of series")
     return loaded
 
 

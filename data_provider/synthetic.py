@@ -32,6 +32,17 @@ LAYOUTS: dict[str, tuple[str, list[str], int, str]] = {
 }
 
 
+def synthetic_frame(rows: int, columns: list[str], freq: str = "h", seed: int = 0) -> pd.DataFrame:
+    """Daily and weekly cycles, a slow trend and noise: learnable, like the real benchmarks (the tests' data)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(rows)
+    data = {"date": pd.date_range("2016-07-01", periods=rows, freq=freq).strftime("%Y-%m-%d %H:%M:%S")}
+    for i, name in enumerate(columns):
+        data[name] = (np.sin(2 * np.pi * t / 24 + i) * (2 + i) + np.sin(2 * np.pi * t / 168) + 0.001 * t
+                      + rng.normal(0, 0.3, rows))
+    return pd.DataFrame(data)
+
+
 def cyclic_frame(rows: int, columns: list[str], freq: str, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     t = np.arange(rows)

@@ -7,7 +7,7 @@ import sys
 import warnings
 from collections.abc import Callable
 
-from core.errors import UserError
+from core.errors import UserError, write_failure
 
 
 def prepare_process(flush_denormals: bool = True) -> None:
@@ -35,5 +35,11 @@ def run_cli(main: Callable[[], object]) -> int:
         main()
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        failure = write_failure(err.filename or "a file", err)
+        if failure is None:
+            raise
+        print(f"error: {failure}", file=sys.stderr)
         return 2
     return 0

@@ -20,6 +20,9 @@ from data_provider.data_factory import DataOptions
 from data_provider.m4 import PATTERNS
 from engine.recipes import REFERENCE_SCHEDULES, flag_defaults
 
+# Accelerate's trackers (accelerate.tracking.LOGGER_TYPE_TO_CLASS; tests/test_tracking.py keeps the two equal)
+TRACKER_NAMES = ("tensorboard", "wandb", "mlflow", "aim", "comet_ml", "clearml", "dvclive", "swanlab", "trackio")
+
 
 def _flag(default: Any, help: str, choices: list | None = None, group: str = "", *, minimum: int | None = None,
           run_only: bool = False) -> Any:
@@ -70,6 +73,10 @@ class Config:
     season_length: int = _flag(0, "steps per season for the seasonal naive baseline (0: from the dates' sampling "
                                   "step: a day of sub-daily data, a week of daily data, a year of weekly or "
                                   "monthly data)", group="data", minimum=0)
+    levels: tuple[int, ...] = _flag((), "prediction intervals at these levels in percent, e.g. --levels 80 95: "
+                                        "split conformal on the best checkpoint's validation residuals, with the "
+                                        "test coverage reported (engine/evaluate/intervals.py)", group="outputs",
+                                    run_only=True)
     seasonal_patterns: str = _flag("Monthly", "M4 subset (with --data m4)",
                                    list(PATTERNS), "data")
     data_pretrain: str = _flag("", "zero-shot: train and validate on this dataset, test on --data", group="data")
@@ -139,15 +146,15 @@ class Config:
                                  group="optimization", minimum=0)
     test_every: int = _flag(0, "also score the test set every N epochs (0: once, at the end, on the best "
                                "checkpoint)", group="optimization", minimum=0)
-    max_train_steps: int = _flag(250, "cap on optimizer steps per epoch (0: no cap; the embedded default "
-                                      "trains 250 per epoch)", group="optimization", minimum=0)
+    max_train_steps: int = _flag(0, "cap on optimizer steps per epoch (0: full epochs; without --data, the embedded "
+                                    "default trains 250 per epoch)", group="optimization", minimum=0)
     use_amp: bool = _flag(False, "mixed precision: bf16 where supported, else fp16", group="optimization")
 
     # --- precision, DeepSpeed, memory, resume ---
     mixed_precision: str = _flag("auto", "auto | no | fp16 | bf16; auto: --use_amp's choice if given, else what "
-                                         "accelerate launch set, else bf16 where the device has bf16 matrix units "
-                                         "(GPUs with bf16, CPUs with AMX), else no", ["auto", "no", "fp16", "bf16"],
-                                 "distributed")
+                                         "accelerate launch set, else bf16 where the device has bf16 matrix "
+                                         "instructions (GPUs with bf16; CPUs with AMX, AVX512-BF16 or ARM BF16), "
+                                         "else no", ["auto", "no", "fp16", "bf16"], "distributed")
     deepspeed: bool = _flag(False, "train through DeepSpeed ZeRO with --ds_config (also on under "
                                    "accelerate launch --use_deepspeed)", group="distributed")
     ds_config: str = _flag("", "DeepSpeed config (default: ds_config_zero2.json beside run_main.py)",
@@ -187,8 +194,10 @@ class Config:
                              group="outputs", run_only=True)
     output_dir: str = _flag("./results", "folder for results.json and result_long_term_forecast.txt",
                             group="outputs", run_only=True)
-    log_with: str = _flag("none", "experiment tracker through Accelerate", ["none", "tensorboard", "wandb"],
-                          "outputs", run_only=True)
+    log_with: str = _flag("none", "experiment tracker through Accelerate (engine/report/tracking.py)",
+                          ["none", *TRACKER_NAMES], "outputs", run_only=True)
+    log_every_steps: int = _flag(0, "also log the running train loss to --log_with every N optimizer steps (0: once "
+                                    "per epoch)", group="outputs", minimum=0, run_only=True)
     plot_windows: int = _flag(4, "test windows drawn in the forecast plot beside results.json (0: no plot)",
                               group="outputs", minimum=0, run_only=True)
     max_bad_steps: int = _flag(10, "stop cleanly after this many non-finite losses (each such step is skipped)",
@@ -206,6 +215,12 @@ class Config:
         if self.recipe == "reference" and self.lradj not in REFERENCE_SCHEDULES:
             raise UserError(f"--lradj {self.lradj} does not exist in the reference code; with --recipe reference use "
                             f"one of {', '.join(REFERENCE_SCHEDULES)}")
+        self.levels = tuple(sorted(set(self.levels)))
+        if any(not 0 < level < 100 for level in self.levels):
+            raise UserError(f"--levels {' '.join(map(str, self.levels))}: give interval levels in percent, between 1 "
+                            "and 99 (e.g. --levels 80 95)")
+        if self.levels and self.task_name == "short_term_forecast":
+            raise UserError("--levels: prediction intervals are for long-term forecasting runs, not M4")
         if self.max_grad_norm < 0:
             raise UserError(f"--max_grad_norm must be >= 0, got {self.max_grad_norm}")
         if not 1 <= self.percent <= 100:
@@ -291,7 +306,8 @@ class _Given(argparse.Action):
     """Stores a flag's value and records that the command line gave it: recipes fill only the other flags."""
 
     def __call__(self, parser, namespace, values, option_string=None) -> None:
-        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else
+                tuple(values) if isinstance(values, list) else values)
         namespace.given = {*getattr(namespace, "given", ()), self.dest}
 
 
@@ -305,6 +321,10 @@ def build_parser(description: str) -> argparse.ArgumentParser:
         group = groups.setdefault(meta["group"], parser.add_argument_group(meta["group"]))
         if f.type == "bool":
             group.add_argument(f"--{f.name}", action=_Given, nargs=0, const=True, default=False, help=meta["help"])
+            continue
+        if f.type == "tuple[int, ...]":
+            group.add_argument(f"--{f.name}", action=_Given, type=int, nargs="*", default=f.default,
+                               help=meta["help"])
             continue
         kind = {"int": int, "float": float, "str": str}[f.type]
         group.add_argument(f"--{f.name}", action=_Given, type=kind, default=f.default, choices=meta["choices"],
@@ -321,7 +341,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
     names = {f.name for f in dataclasses.fields(Config)}
     cfg = Config(**{k: v for k, v in vars(args).items() if k in names})
     given = getattr(args, "given", set())
-    for name, value in flag_defaults(cfg).items():
+    for name, value in flag_defaults(cfg, given).items():
         if name not in given:
             setattr(cfg, name, value)
     return cfg.validate()

@@ -180,8 +180,15 @@ def load_tokenizer(llm_model: str, *, llm_path: str = "", allow_download: bool =
 
 
 def load_backbone(llm_model: str, *, llm_path: str = "", llm_init: str = "pretrained", llm_layers: int = 6,
-                  llm_dim: int = 0, allow_download: bool = False, dtype: torch.dtype = torch.float32) -> Backbone:
-    """The first `llm_layers` layers of the backbone, every parameter frozen, held in `dtype`."""
+                  llm_dim: int = 0, allow_download: bool = False, dtype: torch.dtype = torch.float32,
+                  device: torch.device | str = "cpu") -> Backbone:
+    """The first `llm_layers` layers of the backbone, every parameter frozen, held in `dtype` on `device`.
+
+    Only the kept layers are built, straight in `dtype`: pretrained weights come from memory-mapped safetensors
+    (a file already in `dtype` is used in place, pages read on first use; the dropped layers' bytes are never
+    touched) and on a GPU go straight to it; random weights are initialised once, on the CPU in `dtype` (the
+    same values as float32 initialised then cast, so a run's seed rebuilds them anywhere), then moved. On the meta
+    device only the shapes are built, from the config."""
     no_llm = llm_model.lower() == "none"
     source = _source("MiniLM" if no_llm and not llm_path else llm_model, llm_path)
     random = llm_init == "random"
@@ -201,26 +208,36 @@ def load_backbone(llm_model: str, *, llm_path: str = "", llm_init: str = "pretra
         raise UserError(f"--llm_model {llm_model}: the tokenizer in {source} knows {len(tokenizer)} tokens but the "
                         f"weights hold {config.vocab_size}; its vocabulary files are missing or belong to another "
                         "model: add the model's own tokenizer files to that folder")
-    config.num_hidden_layers = llm_layers
-    config.use_cache = False
-    _without_dropout(config)
-    _fused_activation(config)
-
+    prepare_config(config, llm_layers)
+    device = torch.device(device)
     if random:
         if llm_dim:
             _resize(config, llm_dim)
         config.vocab_size = len(tokenizer)
-        config._attn_implementation = "sdpa"
-        model = AutoModel.from_config(config, attn_implementation="sdpa")
+    if device.type == "meta":  # shapes only (the memory plan counts them): nothing is read or allocated
+        with torch.device("meta"):
+            model = AutoModel.from_config(config, attn_implementation="sdpa", dtype=dtype)
+    elif random:
+        model = AutoModel.from_config(config, attn_implementation="sdpa", dtype=dtype)
     else:
         # dropped layers' weights are expected to be unused: silence that one warning
         logging.getLogger("transformers.modeling_utils").setLevel(logging.ERROR)
         try:
             model = AutoModel.from_pretrained(source, config=config, attn_implementation="sdpa",
-                                              local_files_only=not allow_download, dtype=torch.float32)
+                                              local_files_only=not allow_download, dtype=dtype,
+                                              device_map=None if device.type == "cpu" else {"": device})
         except OSError:
             raise UserError(f"--llm_model {llm_model}: config found but no weights in {source}; provide them "
                             "with --llm_path DIR or use --llm_init random") from None
     model.requires_grad_(False)
-    model.to(dtype)
+    model.to(device, dtype)  # the floating buffers too (a no-op for weights already there)
     return Backbone(model=model, tokenizer=tokenizer)
+
+
+def prepare_config(config: PretrainedConfig, llm_layers: int) -> None:
+    """The backbone as this project runs it: `llm_layers` layers, no cache, no dropout, SDPA, fused GELU."""
+    config.num_hidden_layers = llm_layers
+    config.use_cache = False
+    config._attn_implementation = "sdpa"
+    _without_dropout(config)
+    _fused_activation(config)

@@ -13,6 +13,27 @@ from models.prompt import StatisticsPrompt
 from models.wavelets import SWT
 
 
+class PrefixCache(DynamicCache):
+    """Keys and values of a prefix shared by the rows of a batch: the prompt head as broadcast views (one copy for
+    every row), then what passes add while `frozen` is False. A frozen cache lends the prefix to a pass without
+    storing that pass's keys and values, so each layer's copy lives only while the layer runs (evaluation would
+    otherwise hold every layer's keys and values of the whole batch until the forward ends)."""
+
+    def __init__(self, config, head: list[tuple[torch.Tensor, torch.Tensor]], rows: int) -> None:
+        super().__init__(config=config)
+        self.frozen = False
+        for layer, (keys, values) in zip(self.layers, head, strict=True):
+            layer.lazy_initialization(keys, values)
+            layer.keys, layer.values = keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1)
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args,
+               **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.frozen:
+            return super().update(key_states, value_states, layer_idx, *args, **kwargs)
+        layer = self.layers[layer_idx]
+        return torch.cat([layer.keys, key_states], dim=-2), torch.cat([layer.values, value_states], dim=-2)
+
+
 class TimeLLM(nn.Module):
     """forward(x [B, seq_len, N]) -> [B, pred_len, N]; every variable is forecast independently."""
 
@@ -104,7 +125,7 @@ class TimeLLM(nn.Module):
         # rest of the prompt depends on no trainable parameter, so when gradients flow it runs without autograd
         # and the backward pass covers the patch tokens only. Same math as one joint pass.
         head = self.prompt.head_length
-        cache = self._head_cache(rows)
+        cache = PrefixCache(self.llm.config, self._head_keys_values(), rows)
         rest = embed(prompt_ids[:, head:])
         if patches.requires_grad and torch.is_grad_enabled():
             with torch.no_grad(), eval_attention():
@@ -113,6 +134,7 @@ class TimeLLM(nn.Module):
             rest, positions = rest[:, :0], positions[:, prompt_len:]
         else:
             positions = positions[:, head:]
+        cache.frozen = True  # the last pass attends to the prefix without storing its own keys and values
         return self.llm(inputs_embeds=torch.cat([rest, patches], dim=1), attention_mask=mask, past_key_values=cache,
                         position_ids=positions, use_cache=True).last_hidden_state
 
@@ -120,13 +142,6 @@ class TimeLLM(nn.Module):
         """Not for bidirectional backbones, and not under Hugging Face's activation checkpointing in training,
         which drops the cache argument."""
         return self.causal_llm and not (self.llm.is_activation_checkpointing and self.llm.training)
-
-    def _head_cache(self, rows: int) -> DynamicCache:
-        """A key/value cache holding the prompt head for `rows` rows; the head's pass runs once per weights."""
-        cache = DynamicCache(config=self.llm.config)
-        for i, (keys, values) in enumerate(self._head_keys_values()):
-            cache.update(keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1), i)
-        return cache
 
     def _head_keys_values(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The head's keys and values per layer, computed without autograd; computed again when the frozen weights

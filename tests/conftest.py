@@ -7,13 +7,15 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
+
+from data_provider.synthetic import synthetic_frame  # noqa: E402  (the tests' data; re-exported for the tests)
+
+__all__ = ["synthetic_frame"]
 
 ETT_COLUMNS = ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]
 
@@ -22,17 +24,6 @@ TINY = ["--llm_model", "GPT2", "--llm_init", "random", "--llm_layers", "1", "--l
         "--num_tokens", "100", "--d_model", "8", "--d_ff", "16", "--n_heads", "2",
         "--seq_len", "48", "--pred_len", "12", "--patch_len", "8", "--stride", "8",
         "--batch_size", "16", "--eval_batch_size", "256", "--learning_rate", "0.005", "--mixed_precision", "no"]
-
-
-def synthetic_frame(rows: int, columns: list[str], freq: str = "h", seed: int = 0) -> pd.DataFrame:
-    """Daily and weekly cycles, a slow trend and noise: learnable, like the real benchmarks."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(rows)
-    data = {"date": pd.date_range("2016-07-01", periods=rows, freq=freq).strftime("%Y-%m-%d %H:%M:%S")}
-    for i, name in enumerate(columns):
-        data[name] = (np.sin(2 * np.pi * t / 24 + i) * (2 + i) + np.sin(2 * np.pi * t / 168) + 0.001 * t
-                      + rng.normal(0, 0.3, rows))
-    return pd.DataFrame(data)
 
 
 @pytest.fixture(scope="session")
@@ -78,3 +69,22 @@ def run_cli(args: list[str], tmp_path: Path) -> tuple[int, dict | None]:
 
 def clean(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
+
+
+def read_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """Scalars of every TensorBoard event file under folder (TFRecord framing, Event protos)."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for path in folder.rglob("events.out.tfevents.*"):
+        data = path.read_bytes()
+        at = 0
+        while at < len(data):
+            (length,) = struct.unpack("<Q", data[at:at + 8])
+            event = Event.FromString(data[at + 12:at + 12 + length])
+            at += 12 + length + 4
+            for value in event.summary.value:
+                scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return scalars

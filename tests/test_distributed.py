@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
 from conftest import ROOT, TINY, run_cli
 
@@ -88,7 +87,7 @@ def _start_and_stop(ett_root, tmp_path: Path, sig: int) -> subprocess.CompletedP
             "--output_dir", str(tmp_path / "results"), "--checkpoints", str(tmp_path / "checkpoints")]
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 600
-    while not list((tmp_path / "checkpoints").glob("*/last/training_state.pt")):
+    while not list((tmp_path / "checkpoints").glob("*/last/training_state.json")):
         assert proc.poll() is None, proc.communicate()
         assert time.time() < deadline
         time.sleep(0.02)
@@ -112,7 +111,7 @@ def _same_run(resumed: dict, whole: dict) -> None:
 def test_killed_run_resumes_to_the_same_metrics(ett_root, tmp_path, uninterrupted):
     done = _start_and_stop(ett_root, tmp_path, signal.SIGKILL)
     assert done.returncode == -signal.SIGKILL
-    state = torch.load(next((tmp_path / "checkpoints").glob("*/last/training_state.pt")), weights_only=False)
+    state = json.loads(next((tmp_path / "checkpoints").glob("*/last/training_state.json")).read_text())
     assert not state["progress"]["finished"]
     code, resumed = run_cli([*_ett(ett_root), *RESUME_ARGS, "--resume", "auto"], tmp_path)
     assert code == 0

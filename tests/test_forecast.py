@@ -22,7 +22,7 @@ def _train(folder: Path, frame: pd.DataFrame, *extra: str) -> tuple[Path, dict]:
     code, result = run_cli(["--data", "custom", "--root_path", str(folder), "--data_path", "series.csv", *TINY,
                             *SHORT, *extra], folder)
     assert code == 0
-    return Path(result["checkpoint"]).parents[2] / "results" / result["setting"], result
+    return Path(result["checkpoint_absolute"]).parents[2] / "results" / result["setting"], result
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +91,9 @@ def test_rolling_over_the_test_split_gives_the_test_metrics(trained, tmp_path):
     rows = frame.iloc[a:b][COLUMNS].to_numpy()
     pred_len = result["config"]["pred_len"]
     np.testing.assert_allclose(truth[:pred_len], rows[result["config"]["seq_len"]:][:pred_len])
-    mse_data = np.mean((scored[[f"{c}_forecast" for c in COLUMNS]].to_numpy() - truth) ** 2)
-    assert metrics["mse_data"] == pytest.approx(mse_data, rel=1e-6)
+    for column in COLUMNS:
+        mse_data = np.mean((scored[f"{column}_forecast"].to_numpy() - scored[column].to_numpy()) ** 2)
+        assert metrics["data_units"][column]["mse"] == pytest.approx(mse_data, rel=1e-6)
 
 
 def test_cli_writes_what_the_api_returns(trained, tmp_path, capsys):
@@ -196,11 +197,12 @@ def test_run_without_checkpoint_or_with_a_mismatched_one(trained, tmp_path, caps
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
     moved = json.loads((copy / "results.json").read_text())
-    moved["checkpoint"] = str(tmp_path / "nowhere" / "best.safetensors")
+    moved["checkpoint"] = moved["checkpoint_absolute"] = str(tmp_path / "nowhere" / "best.safetensors")
     (copy / "results.json").write_text(json.dumps(moved))
-    assert "checkpoint" in _refused(["--run", str(copy)], copy, capsys)
+    assert "--checkpoint PATH" in _refused(["--run", str(copy)], copy, capsys)
 
-    other = {**moved, "config": {**moved["config"], "d_model": 16}, "checkpoint": result["checkpoint"]}
+    other = {**moved, "config": {**moved["config"], "d_model": 16},
+             "checkpoint_absolute": result["checkpoint_absolute"]}
     (copy / "results.json").write_text(json.dumps(other))
     assert "the model expects" in _refused(["--run", str(copy)], copy, capsys)
 
@@ -217,8 +219,9 @@ def test_damaged_checkpoint_is_named(trained, tmp_path, capsys):
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
     damaged = tmp_path / "best.safetensors"
-    damaged.write_bytes(Path(result["checkpoint"]).read_bytes()[:1000])
-    (copy / "results.json").write_text(json.dumps({**result, "checkpoint": str(damaged)}))
+    damaged.write_bytes(Path(result["checkpoint_absolute"]).read_bytes()[:1000])
+    (copy / "results.json").write_text(json.dumps({**result, "checkpoint": str(damaged),
+                                                   "checkpoint_absolute": str(damaged)}))
     assert str(damaged) in _refused(["--run", str(copy)], copy, capsys)
 
 
@@ -249,3 +252,49 @@ def test_a_fixed_day_of_the_month_continues_on_that_day(tmp_path):
     assert result["data"]["input"]["freq"] == "months=1" and result["data"]["input"]["regular"]
     future = Forecaster.load(run).predict(frame)
     assert all(d.day == 15 for d in future["date"]) and future["date"].iloc[0] == pd.Timestamp("2049-11-15")
+
+
+# ------------------------------------------------------------------------------------------ bounded backtests
+def test_window_starts_count_back_from_the_last_window():
+    from engine.forecast.backtest import window_starts
+
+    assert window_starts(10, 0, 1).tolist() == list(range(10))
+    assert window_starts(10, 3, 4).tolist() == [1, 5, 9]
+    assert window_starts(10, 0, 4, first=2).tolist() == [5, 9]
+
+
+def test_backtest_takes_the_last_windows_step_size_apart(trained):
+    from engine.forecast.forecaster import Forecaster
+
+    run, result, frame = trained
+    scored = Forecaster.load(run).predict(frame, rolling=True, n_windows=5, step_size=3)
+    pred_len, seq_len = result["config"]["pred_len"], result["config"]["seq_len"]
+    cutoffs = pd.to_datetime(scored["cutoff"].unique())
+    dates = pd.to_datetime(frame["date"])
+    assert scored.attrs["metrics"]["windows"] == 5 and len(scored) == 5 * pred_len
+    assert cutoffs[-1] == dates.iloc[-1 - pred_len]  # the last complete window
+    assert list(np.diff(cutoffs) / pd.Timedelta(hours=1)) == [3, 3, 3, 3]
+    assert len(dates) - 1 - pred_len - 12 >= seq_len - 1
+
+
+def test_test_only_backtest_scores_the_test_windows(trained, tmp_path, capsys):
+    run, result, _ = trained
+    out = tmp_path / "bt.csv"
+    assert _forecast(["--run", str(run), "--rolling", "--test_only", "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    test = result["metrics"]["test"]
+    assert f"mse {test['mse']:.4f}  mae {test['mae']:.4f} (scaled" in printed
+    written = pd.read_csv(out)
+    assert written["cutoff"].nunique() * len(COLUMNS) == test["samples"]
+
+
+def test_backtest_memory_stays_flat_as_the_file_grows(trained, tmp_path):
+    """A streamed backtest's peak resident set over a 10x longer file grows by little more than the file."""
+    from benchmarks.backtest_memory import backtest_peak_mb
+
+    run = trained[0]
+    peaks = []
+    for rows in (4000, 40000):
+        synthetic_frame(rows, COLUMNS, seed=1).to_csv(tmp_path / f"f{rows}.csv", index=False)
+        peaks.append(backtest_peak_mb(run, tmp_path / f"f{rows}.csv", tmp_path / f"out{rows}.csv")[0])
+    assert peaks[1] - peaks[0] < 40, peaks  # the whole output of the longer file would be ~100 MB in memory

@@ -3,36 +3,18 @@
 from __future__ import annotations
 
 import math
-import struct
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY, run_cli, synthetic_frame
+from conftest import TINY, read_scalars, run_cli, synthetic_frame
 from engine.config import Config
 from engine.train.builders import build_training
 from engine.train.loop import train_step
 from engine.train.losses import build_loss
 from engine.train.nan_guard import NonFiniteGuard
-
-
-def read_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
-    """Scalars of every TensorBoard event file under folder (TFRecord framing, Event protos)."""
-    from tensorboardX.proto.event_pb2 import Event
-
-    scalars: dict[str, list[tuple[int, float]]] = {}
-    for path in folder.rglob("events.out.tfevents.*"):
-        data = path.read_bytes()
-        at = 0
-        while at < len(data):
-            (length,) = struct.unpack("<Q", data[at:at + 8])
-            event = Event.FromString(data[at + 12:at + 12 + length])
-            at += 12 + length + 4
-            for value in event.summary.value:
-                scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
-    return scalars
 
 
 @pytest.fixture(scope="module")

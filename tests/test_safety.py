@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from conftest import TINY, run_cli, synthetic_frame
 
@@ -96,7 +95,7 @@ def test_running_twice_keeps_the_first_run_whole(tmp_path, frame, capsys):
     code, first = run_cli(args, tmp_path)
     assert code == 0
     run = tmp_path / "results" / first["setting"]
-    ckpt = Path(first["checkpoint"]).parent
+    ckpt = Path(first["checkpoint_absolute"]).parent
     before = {p: p.read_bytes() for folder in (run, ckpt) for p in folder.rglob("*") if p.is_file()}
     code, second = run_cli(args, tmp_path)
     assert code == 0
@@ -105,7 +104,7 @@ def test_running_twice_keeps_the_first_run_whole(tmp_path, frame, capsys):
     assert {p: p.read_bytes() for p in before} == before  # every file of the first run, byte for byte
     table = (tmp_path / "results" / "result_long_term_forecast.txt").read_text()
     assert table.count(first["setting"] + "  \n") == 1 and table.count(second["setting"] + "  \n") == 1
-    assert Path(second["checkpoint"]).parent.name == first["setting"] + "_v2"
+    assert Path(second["checkpoint_absolute"]).parent.name == first["setting"] + "_v2"
 
 
 def test_custom_runs_on_different_files_keep_apart(tmp_path, frame):
@@ -125,9 +124,9 @@ def test_a_rerun_killed_early_leaves_the_earlier_best_checkpoint(tmp_path, frame
     bad.loc[650, "date"] = bad.loc[649, "date"]  # the rerun dies on its data, after the first one finished
     _write(tmp_path, bad)
     _refused([*_custom(tmp_path), *SHORT, *_outputs(tmp_path)], capsys)
-    assert Path(first["checkpoint"]).is_file()
-    assert json.loads((tmp_path / "results" / first["setting"] / "results.json").read_text())["checkpoint"] == \
-        first["checkpoint"]
+    assert Path(first["checkpoint_absolute"]).is_file()
+    assert json.loads((tmp_path / "results" / first["setting"] / "results.json").read_text())[
+        "checkpoint_absolute"] == first["checkpoint_absolute"]
 
 
 def test_unwritable_output_is_found_before_training(tmp_path, frame, capsys):
@@ -148,8 +147,8 @@ def test_output_dir_naming_a_file(tmp_path, frame, capsys):
 def test_outputs_share_one_file_mode(tmp_path, frame):
     _write(tmp_path, frame)
     _, result = run_cli([*_custom(tmp_path), *SHORT, "--save_every_steps", "3"], tmp_path)
-    ckpt = Path(result["checkpoint"])
-    files = [ckpt, ckpt.parent / "last" / "model.safetensors", ckpt.parent / "last" / "optimizer.pt",
+    ckpt = Path(result["checkpoint_absolute"])
+    files = [ckpt, ckpt.parent / "last" / "model.safetensors", ckpt.parent / "last" / "optimizer.safetensors",
              tmp_path / "results" / result["setting"] / "results.json"]
     umask = os.umask(0)
     os.umask(umask)
@@ -195,13 +194,14 @@ def _same_metrics(resumed: dict, whole: dict) -> None:
         assert resumed["metrics"][split]["mae"] == pytest.approx(whole["metrics"][split]["mae"], rel=1e-6)
 
 
-@pytest.mark.parametrize("damaged", ["model.safetensors", "optimizer.pt", "training_state.pt", "rng_rank0.pt"])
+@pytest.mark.parametrize("damaged", ["model.safetensors", "optimizer.safetensors", "training_state.json",
+                                     "rng_rank0.json"])
 def test_damaged_last_state_falls_back_to_the_previous_one(tmp_path, frame, capsys, damaged):
     _write(tmp_path, frame)
     args = [*_custom(tmp_path), *RESUMABLE]
     whole = _uninterrupted(tmp_path, args)
     run_dir = _stopped_run(tmp_path, args, at_step=5)
-    assert (run_dir / "previous" / "training_state.pt").is_file()
+    assert (run_dir / "previous" / "training_state.json").is_file()
     target = run_dir / "last" / damaged
     intact = target.stat().st_size
     target.write_bytes(target.read_bytes()[: max(1, intact // 3)])
@@ -211,7 +211,7 @@ def test_damaged_last_state_falls_back_to_the_previous_one(tmp_path, frame, caps
     assert f"{target}: damaged" in out and "resuming from the state saved before it" in out
     for state in ("last", "previous"):  # the damaged state was dropped, not rotated into previous/
         assert (run_dir / state / damaged).stat().st_size > intact // 2
-        torch.load(run_dir / state / "training_state.pt", weights_only=False)
+        json.loads((run_dir / state / "training_state.json").read_text())
     code, resumed = run_cli([*args, "--resume", "auto"], tmp_path)
     assert code == 0
     _same_metrics(resumed, whole)
@@ -222,7 +222,7 @@ def test_damaged_only_state_is_named_in_one_line(tmp_path, frame, capsys):
     args = [*_custom(tmp_path), *RESUMABLE]
     run_dir = _stopped_run(tmp_path, args, at_step=3)
     shutil.rmtree(run_dir / "previous", ignore_errors=True)
-    target = run_dir / "last" / "optimizer.pt"
+    target = run_dir / "last" / "optimizer.safetensors"
     target.write_bytes(b"not a checkpoint")
     err = _refused([*args, "--resume", "auto", *_outputs(tmp_path)], capsys)
     assert str(target) in err and "no intact state" in err
@@ -232,7 +232,7 @@ def test_damaged_best_checkpoint_on_test_only(tmp_path, frame, capsys):
     _write(tmp_path, frame)
     args = [*_custom(tmp_path), *SHORT]
     _, result = run_cli(args, tmp_path)
-    best = Path(result["checkpoint"])
+    best = Path(result["checkpoint_absolute"])
     best.write_bytes(best.read_bytes()[:200])
     err = _refused([*args, "--is_training", "0", *_outputs(tmp_path)], capsys)
     assert str(best) in err and "damaged" in err
@@ -256,26 +256,25 @@ def test_crash_while_writing_a_checkpoint_resumes_to_the_uninterrupted_metrics(t
     _write(tmp_path, frame)
     args = [*_custom(tmp_path), *RESUMABLE]
     whole = _uninterrupted(tmp_path, args)
-    real, saves = checkpoint.torch.save, {"n": 0}
+    real, saves = checkpoint.save_optimizer, {"n": 0}
 
     class Crash(BaseException):
         pass
 
-    def save_then_crash(obj, path, *a, **k):
-        real(obj, path, *a, **k)
-        if str(path).endswith("optimizer.pt"):
-            saves["n"] += 1
-            if saves["n"] == 2:
-                raise Crash
+    def save_then_crash(optimizer, path):
+        real(optimizer, path)
+        saves["n"] += 1
+        if saves["n"] == 2:
+            raise Crash
 
-    checkpoint.torch.save = save_then_crash
+    checkpoint.save_optimizer = save_then_crash
     try:
         with pytest.raises(Crash):
             run_cli(args, tmp_path)
     finally:
-        checkpoint.torch.save = real
-    run_dir = next((tmp_path / "checkpoints").glob("*/last.tmp")).parent
-    assert not (run_dir / "last.tmp" / "training_state.pt").exists()
+        checkpoint.save_optimizer = real
+    run_dir = next((tmp_path / "checkpoints").glob("*/last")).parent
+    assert not (run_dir / "last.tmp").exists() and (run_dir / "last" / "training_state.json").is_file()
     code, resumed = run_cli([*args, "--resume", "auto"], tmp_path)
     assert code == 0
     _same_metrics(resumed, whole)
@@ -502,7 +501,7 @@ def test_stray_resume_folder_creates_nothing(tmp_path, frame, capsys):
     (tmp_path / "checkpoints" / "somewhere").mkdir(parents=True)
     err = _refused([*_custom(tmp_path), *SHORT, "--resume", str(tmp_path / "checkpoints" / "somewhere"),
                     *_outputs(tmp_path)], capsys)
-    assert "no training_state.pt" in err and not (tmp_path / "results").exists()
+    assert "no training_state.json" in err and not (tmp_path / "results").exists()
 
 
 def test_sigterm_during_the_last_validation_stops_before_the_test(tmp_path, frame, capsys):

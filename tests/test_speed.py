@@ -238,7 +238,7 @@ def test_killed_device_data_run_with_mid_epoch_validation_resumes_to_the_same_me
                              str(cut_dir / "results"), "--checkpoints", str(cut_dir / "checkpoints")],
                             cwd=cut_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 600
-    while not list((cut_dir / "checkpoints").glob("*/last/training_state.pt")):
+    while not list((cut_dir / "checkpoints").glob("*/last/training_state.json")):
         assert proc.poll() is None, proc.communicate()
         assert time.time() < deadline
         time.sleep(0.02)

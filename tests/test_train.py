@@ -62,14 +62,14 @@ def test_results_table_line(ett_run):
 
 
 def test_checkpoint_holds_no_frozen_weights(ett_run):
-    path = Path(ett_run["result"]["checkpoint"])
+    path = Path(ett_run["result"]["checkpoint_absolute"])
     with safe_open(str(path), "pt") as f:
         keys = list(f.keys())
         n_params = sum(f.get_tensor(k).numel() for k in keys)
     assert keys and not any(k.startswith("llm.") for k in keys)
     assert n_params == ett_run["result"]["params"]["trainable"]
     assert (path.parent / "last" / "model.safetensors").is_file()
-    assert (path.parent / "last" / "training_state.pt").is_file()
+    assert (path.parent / "last" / "training_state.json").is_file()
 
 
 def test_same_seed_same_metrics(ett_run, tmp_path):

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import UserError
-from engine.estimate.report import duration, memory_text, write_report
+from engine.estimate.report import memory_text, write_report
+from engine.progress import duration
 
 ESTIMATOR = Path(__file__).resolve().parents[2] / "estimate_training_time.py"
 COMPARE_SCHEMA = "time-llm-estimate-compare/1"

@@ -359,6 +359,13 @@ def estimate_command(opts: argparse.Namespace, argv: list[str]) -> None:
 
     check_estimator_flags(opts)
     cfg = config_from_args(opts)  # the same validation, and the same messages, as run_main.py
+    if opts.plan:
+        from engine.estimate.memory_plan import plan_command
+
+        if opts.compare:
+            raise UserError("--plan and --compare are separate commands; give one of them")
+        plan_command(cfg, opts)
+        return
     if opts.compare:
         from engine.estimate.compare import run_compare
 

@@ -22,3 +22,17 @@ def add_estimator_arguments(parser: argparse.ArgumentParser) -> None:
                             "each adds its flags to the others given")
     group.add_argument("--peak_tflops", type=float, default=0.0,
                        help="the GPU's peak TFLOP/s for MFU (0: from the built-in table)")
+    plan = parser.add_argument_group("memory plan")
+    plan.add_argument("--plan", action="store_true",
+                      help="instead of timing, plan the memory of one process without loading the model: the frozen "
+                           "weights counted from the config, each step's memory measured on 1-4 layer proxies; says "
+                           "whether it fits and the largest micro-batch that does")
+    plan.add_argument("--device_memory", default="",
+                      help="memory of the device planned for, e.g. 24GB or 80GiB (default: the GPU here, else the "
+                           "host RAM)")
+    plan.add_argument("--plan_device", default="auto", choices=["auto", "cpu", "cuda"],
+                      help="plan for a CPU process (its resident set) or a GPU (allocated memory and the CUDA "
+                           "context); auto: where this machine would run")
+    plan.add_argument("--plan_processes", type=int, default=0,
+                      help="processes the run will have (ZeRO-2 partitions the optimizer state over them); "
+                           "0: WORLD_SIZE, else 1")

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Any
 
 from core.errors import UserError
 from core.files import write_json
-
-
-def duration(seconds: float | None) -> str:
-    """Seconds as a person reads them: 12.3 s, 4 min 05 s, 2 h 07 min."""
-    if seconds is None or not math.isfinite(seconds):
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
-    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+from engine.progress import duration
 
 
 def memory_text(memory: dict[str, float]) -> str:

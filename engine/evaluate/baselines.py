@@ -128,6 +128,12 @@ def baseline_lines(split: str, model: dict[str, float] | None, baselines: dict[s
         beaten = [n for n, b in baselines.items() if model["mse"] < b["mse"] and model["mae"] < b["mae"]]
         verdict = ("beats every baseline on mse and mae" if len(beaten) == len(baselines)
                    else f"does not beat {', '.join(LABELS[n] for n in baselines if n not in beaten)}")
-        lines.append(f"skill over the best baseline ({LABELS[name]}): mse {skill(model['mse'], best['mse']):+.1%}, "
-                     f"mae {skill(model['mae'], best['mae']):+.1%}; the model {verdict}")
+        lines.append(f"skill over the best baseline ({LABELS[name]}): {skill_text(model, best)}; the model {verdict}")
     return lines
+
+
+def skill_text(model: dict[str, float], baseline: dict[str, float]) -> str:
+    """'mse +12.3%, mae +4.5%'; a baseline that is exact on these windows (a constant series) has no skill ratio."""
+    if not (baseline["mse"] > 0 and baseline["mae"] > 0):
+        return "none to compute (the baseline's error is 0 on these windows: the target is constant there)"
+    return f"mse {skill(model['mse'], baseline['mse']):+.1%}, mae {skill(model['mae'], baseline['mae']):+.1%}"

@@ -8,15 +8,11 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from torch import nn
-from tqdm.auto import tqdm
 
+from engine.evaluate.intervals import input_spread
 from engine.evaluate.metrics import MetricAccumulator
+from engine.progress import progress
 from models.attention import eval_attention
-
-
-def bar_disabled(accelerator: Accelerator) -> bool | None:
-    """Progress bars on the main process only, and (None) only when stderr is a terminal."""
-    return True if not accelerator.is_local_main_process else None
 
 
 def forecast(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -25,14 +21,23 @@ def forecast(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def evaluate(model: nn.Module, batches: Iterable[dict[str, torch.Tensor]], accelerator: Accelerator, desc: str, *,
-             keep_forecasts: bool = False) -> dict[str, Any]:
+             keep_forecasts: bool = False, observers: Iterable[Any] = ()) -> dict[str, Any]:
     """Exact metrics over every sample (gather_for_metrics drops the padding added to shard evenly); with
-    keep_forecasts the gathered forecasts too, in loader order (key "forecasts")."""
+    keep_forecasts the gathered forecasts too, in loader order (key "forecasts"). Each observer's
+    update(pred, true, spread) sees every gathered batch with its input windows' spread (the intervals' residuals
+    and coverage, engine/evaluate/intervals.py)."""
+    observers = list(observers)
     model.eval()
     scores, kept = MetricAccumulator(), []
     with torch.inference_mode(), eval_attention():
-        for batch in tqdm(batches, desc=desc, leave=False, disable=bar_disabled(accelerator)):
-            pred, true = accelerator.gather_for_metrics((forecast(model, batch), batch["y"]))
+        for batch in progress(batches, desc=desc, show=accelerator.is_local_main_process, unit="batch"):
+            if observers:
+                spread = input_spread(batch["x"], batch["y"].shape[-1])
+                pred, true, spread = accelerator.gather_for_metrics((forecast(model, batch), batch["y"], spread))
+                for observer in observers:
+                    observer.update(pred, true, spread)
+            else:
+                pred, true = accelerator.gather_for_metrics((forecast(model, batch), batch["y"]))
             scores.update(pred, true)
             if keep_forecasts:
                 kept.append(pred.cpu())

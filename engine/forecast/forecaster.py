@@ -28,17 +28,17 @@ from accelerate.utils import set_seed
 from core.errors import UserError
 from data_provider.csv_loader import Series, row_label, series_from_frame
 from data_provider.data_factory import standardise
-from data_provider.seasonality import first_off_step, future_dates
+from data_provider.seasonality import first_off_step, future_dates, offset
 from data_provider.windows import WindowDataset
 from engine.config import Config
-from engine.evaluate.baselines import score_windows
+from engine.evaluate.intervals import column_name, input_spread
 from engine.evaluate.loop import forecast
-from engine.evaluate.metrics import MetricAccumulator
+from engine.forecast.backtest import Backtest
 from engine.report.results import RESULTS_FILE
 from engine.runtime import configure_backends
 from engine.train.accelerator import DTYPES
 from engine.train.builders import build_model
-from engine.train.checkpoint import load_weights
+from engine.train.checkpoint import load_weights, weights_run_id
 from models.attention import eval_attention
 from models.time_llm import TimeLLM
 
@@ -56,26 +56,130 @@ def read_run(run: str | Path) -> tuple[Path, dict[str, Any]]:
         raise UserError(f"--run {file}: not a readable {RESULTS_FILE} ({err})") from None
     if not isinstance(result, dict) or "config" not in result:
         raise UserError(f"--run {file}: not a run's {RESULTS_FILE} (no 'config')")
+    if not isinstance(result["config"], dict):
+        shown = json.dumps(result["config"])[:80]
+        raise UserError(f"--run {file}: field config must be an object of flags, got {shown}")
     if result["config"].get("task_name") == "short_term_forecast":
         raise UserError(f"--run {file}: an M4 run; forecast.py forecasts runs trained on a CSV with a date column "
                         "(score M4 checkpoints with run_main.py --is_training 0)")
-    if "input" not in result.get("data", {}) or "description" not in result.get("model", {}):
+    if not isinstance(result.get("data"), dict) or "input" not in result["data"] \
+            or not isinstance(result.get("model"), dict) or "description" not in result["model"]:
         raise UserError(f"--run {file}: written before runs recorded their scaler, columns and prompt; "
                         "train it again with this version to forecast with it")
+    check_record(file, result)
     return file, result
 
 
-def find_checkpoint(file: Path, result: dict[str, Any]) -> Path:
-    """best.safetensors where the run recorded it; a relative path also from the run folder's parent's parent."""
-    recorded = Path(result.get("checkpoint", ""))
-    candidates = [recorded]
-    if not recorded.is_absolute():  # runs recorded it relative to where they were launched
-        candidates.append(file.parent.parent.parent / recorded)
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and np.isfinite(value)
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def check_record(file: Path, result: dict[str, Any]) -> None:
+    """Every field forecasting reads from results.json, checked for type and shape; a bad one is named in one line
+    (results.json is a shared, editable file)."""
+    def require(name: str, ok: bool, wanted: str, value: Any) -> None:
+        if not ok:
+            shown = json.dumps(value)[:80] if isinstance(value, str | int | float | list | dict | None) else value
+            raise UserError(f"--run {file}: field {name} must be {wanted}, got {shown}")
+
+    config, data, lay = result["config"], result["data"], result["data"]["input"]
+    require("config", isinstance(config, dict), "an object of flags", config)
+    require("data.input", isinstance(lay, dict), "an object", lay)
+    scored = data.get("test_data", data)
+    require("data.path", isinstance(scored, dict) and isinstance(scored.get("path"), str), "the data file's path",
+            scored.get("path") if isinstance(scored, dict) else scored)
+    require("setting", isinstance(result.get("setting"), str), "a string", result.get("setting"))
+    seed = result.get("seed")
+    require("seed", isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**32,
+            "an integer in [0, 2**32)", seed)
+    require("model.description", isinstance(result["model"]["description"], str), "a string",
+            result["model"]["description"])
+    distributed = result.get("distributed", {})
+    require("distributed", isinstance(distributed, dict), "an object", distributed)
+    precision = distributed.get("mixed_precision", "no")
+    require("distributed.mixed_precision", precision in (*DTYPES, "no"), f"one of no, {', '.join(DTYPES)}",
+            precision)
+    stage = distributed.get("deepspeed_stage")
+    require("distributed.deepspeed_stage", stage is None or (isinstance(stage, int) and not isinstance(stage, bool)),
+            "null or an integer", stage)
+    flags = {f.name: f for f in dataclasses.fields(Config)}
+    for name, value in config.items():
+        if name not in flags:
+            continue
+        default, choices = flags[name].default, flags[name].metadata["choices"]
+        kind = bool if isinstance(default, bool) else (int | float) if isinstance(default, float) else \
+            (list | tuple) if isinstance(default, tuple) else type(default)
+        ok = isinstance(value, kind) and (isinstance(default, bool) or not isinstance(value, bool))
+        require(f"config.{name}", ok, f"of type {type(default).__name__}", value)
+        require(f"config.{name}", not choices or value in choices, f"one of {choices}", value)
+    for name in ("date_column", "target", "freq", "fillna", "features"):
+        require(f"data.input.{name}", isinstance(lay.get(name), str), "a string", lay.get(name))
+    require("data.input.features", lay["features"] in ("S", "M", "MS"), "S, M or MS", lay["features"])
+    require("data.input.fillna", lay["fillna"] in ("none", "ffill", "zero"), "none, ffill or zero", lay["fillna"])
+    for name in ("file_columns", "columns", "drop_columns"):
+        require(f"data.input.{name}", _strings(lay.get(name)), "a list of column names", lay.get(name))
+    columns = lay["columns"]
+    require("data.input.columns", bool(columns) and lay["target"] == columns[-1] and set(columns) <= set(
+        lay["file_columns"]), f"file columns ending with the target {lay['target']!r}", columns)
+    require("data.input.regular", isinstance(lay.get("regular"), bool), "true or false", lay.get("regular"))
+    try:
+        offset(lay["freq"])
+        known_freq = True
+    except (ValueError, TypeError):
+        known_freq = False
+    require("data.input.freq", known_freq, "a pandas frequency (h, D, 15min, MS, ...)", lay["freq"])
+    season = lay.get("season_length")
+    require("data.input.season_length", isinstance(season, int) and not isinstance(season, bool) and season >= 0,
+            "an integer >= 0", season)
+    for name in ("mean", "std"):
+        values = lay.get(name)
+        require(f"data.input.{name}", isinstance(values, list) and len(values) == len(columns) and
+                all(_number(v) for v in values), f"a list of {len(columns)} finite number(s), one per column",
+                values)
+    require("data.input.std", all(v > 0 for v in lay["std"]), "positive (a standard deviation)", lay["std"])
+    intervals = result.get("intervals")
+    widths = intervals.get("half_widths") if isinstance(intervals, dict) else None
+    require("intervals", intervals is None or (isinstance(widths, dict) and _number(intervals.get("floor")) and all(
+        k.isdigit() and isinstance(v, list) and len(v) == config.get("pred_len") and
+        all(x is None or (_number(x) and x >= 0) for x in v) for k, v in widths.items())),
+        "null or {floor: number, half_widths: {level: [pred_len numbers >= 0]}}", intervals)
+    try:
+        Config(**{k: v for k, v in config.items() if k in flags}).validate()
+    except UserError as err:
+        raise UserError(f"--run {file}: its config is not one a run can have ({err})") from None
+
+
+def find_checkpoint(file: Path, result: dict[str, Any], override: str | Path | None = None) -> Path:
+    """The run's own best.safetensors: `override` (--checkpoint) or where results.json records it, relative to the
+    run folder first, then as the absolute path it had. A file is taken only when the run id in its metadata is the
+    one results.json records, so a moved run never forecasts with another run's weights left at its old path."""
+    run_id = result.get("run_id")
+    if not isinstance(run_id, str) or not run_id:
+        raise UserError(f"--run {file.parent}: written before runs recorded their id, so its checkpoint cannot be "
+                        "verified; train it again with this version to forecast with it")
+    if override:
+        candidates = [Path(override)]
+    else:
+        recorded = [result.get("checkpoint"), result.get("checkpoint_absolute")]
+        candidates = [file.parent / c for c in recorded if isinstance(c, str) and c]
+    foreign = []
     for candidate in candidates:
         if candidate.is_file():
-            return candidate
-    raise UserError(f"--run {file.parent}: its checkpoint {recorded} is missing (the run did not finish "
-                    "training, or its checkpoints folder moved)")
+            owner = weights_run_id(candidate)
+            if owner == run_id:
+                return candidate
+            foreign.append(f"{candidate} (run id {owner})")
+    this = f"run {result.get('setting', file.parent.name)} (id {run_id})"
+    if foreign:
+        raise UserError(f"--run {file.parent}: {'; '.join(foreign)} belongs to another run than {this}; pass "
+                        "--checkpoint with this run's own best.safetensors")
+    where = " or ".join(str(c) for c in candidates) or "nowhere"
+    raise UserError(f"--run {file.parent}: its checkpoint is not at {where} (did training finish? if the "
+                    "checkpoints folder moved, pass --checkpoint PATH/best.safetensors)")
 
 
 @dataclass(frozen=True)
@@ -111,21 +215,27 @@ class Forecaster:
     """A trained run, ready to forecast frames shaped like its training file."""
 
     def __init__(self, model: TimeLLM, cfg: Config, layout: Layout, device: torch.device,
-                 autocast_dtype: torch.dtype | None, batch_size: int) -> None:
+                 autocast_dtype: torch.dtype | None, batch_size: int,
+                 calibration: dict | None = None) -> None:
         self.model, self.cfg, self.layout, self.device = model.eval(), cfg, layout, device
         self.autocast_dtype, self.batch_size = autocast_dtype, batch_size
+        # the run's intervals (--levels): the spread floor and, per level, the score quantile per horizon step
+        self.calibration = calibration
+        self.half_widths = {level: np.array([np.nan if w is None else w for w in widths], dtype=np.float64)
+                            for level, widths in (calibration or {}).get("half_widths", {}).items()}
 
     @classmethod
-    def load(cls, run: str | Path, *, device: str | None = None, batch_size: int = 0) -> Forecaster:
+    def load(cls, run: str | Path, *, device: str | None = None, batch_size: int = 0,
+             checkpoint: str | Path | None = None) -> Forecaster:
         """Rebuild the run's model on `device` (default: cuda when available); offline unless it trained with
-        --allow_download."""
-        return cls.from_record(*read_run(run), device=device, batch_size=batch_size)
+        --allow_download. `checkpoint`: the run's best.safetensors when it is not where the run recorded it."""
+        return cls.from_record(*read_run(run), device=device, batch_size=batch_size, checkpoint=checkpoint)
 
     @classmethod
     def from_record(cls, file: Path, result: dict[str, Any], *, device: str | None = None,
-                    batch_size: int = 0) -> Forecaster:
+                    batch_size: int = 0, checkpoint: str | Path | None = None) -> Forecaster:
         """The same from a results.json already read (read_run)."""
-        checkpoint = find_checkpoint(file, result)
+        checkpoint = find_checkpoint(file, result, checkpoint)
         known = {f.name for f in dataclasses.fields(Config)}
         cfg = Config(**{k: v for k, v in result["config"].items() if k in known})
         target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -135,14 +245,14 @@ class Forecaster:
         dtype = DTYPES.get(precision, torch.float32)
         configure_backends(target, dtype)
         set_seed(result.get("seed", cfg.seed))  # a random-initialised backbone is drawn as training drew it
-        model = build_model(cfg, result["model"]["description"], dtype).to(target)
+        model = build_model(cfg, result["model"]["description"], dtype, target)
         load_weights(model, checkpoint)
         autocast_dtype = None if dtype == torch.float32 else dtype
         if result.get("distributed", {}).get("deepspeed_stage") and autocast_dtype is not None:
             model.to(autocast_dtype)  # DeepSpeed trains and scores the whole module in its half precision
             autocast_dtype = None
         return cls(model, cfg, Layout.of(result["data"]["input"]), target, autocast_dtype,
-                   batch_size or cfg.eval_batch_size)
+                   batch_size or cfg.eval_batch_size, result.get("intervals"))
 
     # ------------------------------------------------------------------ input
     def series(self, frame: pd.DataFrame, name: str | Path = "input", *, fillna: str | None = None) -> Series:
@@ -191,30 +301,47 @@ class Forecaster:
         with torch.inference_mode(), eval_attention(), amp:
             return forecast(self.model, {"x": batch["x"].to(self.device), "y": batch["y"]}).cpu()  # y: its shape
 
-    def _windows(self, scaled: np.ndarray, pred_len: int) -> tuple[np.ndarray, WindowDataset]:
-        """Forecasts [windows, pred_len, outputs] of every window of `scaled`, ordered as the model's columns."""
+    def _dataset(self, scaled: np.ndarray) -> WindowDataset:
         lay = self.layout
-        dataset = WindowDataset(scaled, self.cfg.seq_len, pred_len, channel_independent=lay.features != "MS",
-                                target_only=lay.features == "MS")
-        outputs = []
-        for start in range(0, len(dataset), self.batch_size):
-            batch = dataset.__getitems__(list(range(start, min(start + self.batch_size, len(dataset)))))
-            outputs.append(self._forecast(batch))
-        pred = torch.cat(outputs).numpy()
+        return WindowDataset(scaled, self.cfg.seq_len, self.cfg.pred_len, channel_independent=lay.features != "MS",
+                             target_only=lay.features == "MS")
+
+    def _window_forecasts(self, dataset: WindowDataset, starts: np.ndarray) -> dict[str, torch.Tensor]:
+        """Inputs, truth and forecasts [windows, steps, variables] (scaled, model order) of the windows at `starts`."""
         if dataset.channel_independent:  # samples are variable-major: index = variable * windows + start
-            pred = pred[..., 0].reshape(dataset.n_vars, dataset.n_windows, -1).transpose(1, 2, 0)
-        return pred, dataset
+            index = (np.arange(dataset.n_vars)[:, None] * dataset.n_windows + starts[None, :]).ravel().tolist()
+        else:
+            index = starts.tolist()
+        batch = dataset.__getitems__(index)
+        pred = self._forecast(batch)
+        if dataset.channel_independent:
+            def regroup(t: torch.Tensor) -> torch.Tensor:
+                return t[..., 0].reshape(dataset.n_vars, len(starts), -1).permute(1, 2, 0)
+            return {"x": regroup(batch["x"]), "y": regroup(batch["y"]), "pred": regroup(pred)}
+        return {"x": batch["x"], "y": batch["y"], "pred": pred}
 
     def predict(self, frame: pd.DataFrame, *, rolling: bool = False, fillna: str | None = None,
-                name: str | Path = "input") -> pd.DataFrame:
-        """The next pred_len steps after the frame's last row, in data units, timestamps continuing the dates;
-        rolling=True: every window of the frame beside its truth (long format), metrics in `.attrs["metrics"]`.
-        `name` says where the frame came from in error messages (a Path: rows are named by their CSV line)."""
-        return self.forecast_series(self.series(frame, name, fillna=fillna), rolling=rolling, name=name)
+                name: str | Path = "input", n_windows: int = 0, step_size: int = 1) -> pd.DataFrame:
+        """The next pred_len steps after the frame (wide, like the input), or under `rolling` its windows beside
+        the truth (long; the last `n_windows` windows `step_size` rows apart, 0: all), with the scores in
+        `.attrs["metrics"]`."""
+        return self.forecast_series(self.series(frame, name, fillna=fillna), rolling=rolling, name=name,
+                                    n_windows=n_windows, step_size=step_size)
 
-    def forecast_series(self, series: Series, *, rolling: bool = False, name: str | Path = "input") -> pd.DataFrame:
+    def forecast_series(self, series: Series, *, rolling: bool = False, name: str | Path = "input",
+                        n_windows: int = 0, step_size: int = 1) -> pd.DataFrame:
         """predict() for a series already checked by series()."""
-        return self._rolling(series, name) if rolling else self._future(series, name)
+        if not rolling:
+            return self._future(series, name)
+        backtest = self.backtest(series, name=name, n_windows=n_windows, step_size=step_size)
+        out = pd.concat(list(backtest), ignore_index=True)
+        out.attrs["metrics"] = backtest.metrics
+        return out
+
+    def backtest(self, series: Series, *, name: str | Path = "input", n_windows: int = 0, step_size: int = 1,
+                 first_row: int = 0) -> Backtest:
+        """Windows of the series beside their truth, a batch at a time (engine/forecast/backtest.py)."""
+        return Backtest(self, series, name=name, n_windows=n_windows, step_size=step_size, first_row=first_row)
 
     def _scaled(self, series: Series, name: str | Path) -> np.ndarray:
         return standardise(series.values, self.layout.mean, self.layout.std, series.columns, name)
@@ -224,6 +351,27 @@ class Forecaster:
         lay = self.layout
         forecast_columns = [lay.target] if lay.features in ("S", "MS") else lay.columns
         return [forecast_columns.index(c) for c in lay.outputs]
+
+    def _scales(self) -> np.ndarray:
+        """Each output variable's train-split standard deviation (file order): the data units of one scaled unit."""
+        lay = self.layout
+        if lay.features in ("S", "MS"):
+            return lay.std[-1:]
+        return lay.std[self._output_index()]
+
+    def _add_intervals(self, out: pd.DataFrame, forecasts: dict[str, np.ndarray], steps: np.ndarray,
+                       spreads: np.ndarray) -> None:
+        """`<forecast column>-lo-<level>` / `-hi-` for each level: the forecast -+ the level's score quantile at each
+        row's horizon step (1-based `steps`) x (its window's input spread + floor), in data units; `spreads` [rows,
+        outputs] in scaled units (engine/evaluate/intervals.py)."""
+        if not self.half_widths:
+            return
+        scale = (spreads + self.calibration["floor"]) * self._scales()[None, :]
+        for level, widths in sorted(self.half_widths.items(), key=lambda item: int(item[0])):
+            for position, (column, values) in enumerate(forecasts.items()):
+                half = widths[steps - 1] * scale[:, position]
+                out[column_name(column, int(level), "lo")] = values - half
+                out[column_name(column, int(level), "hi")] = values + half
 
     def _unscale(self, scaled: np.ndarray) -> np.ndarray:
         """Model-ordered scaled forecasts [..., outputs] -> data units."""
@@ -239,42 +387,14 @@ class Forecaster:
                             f"give at least {seq_len}")
         self._check_step(series, len(series.values) - seq_len, name)
         window = self._scaled(series, name)[-seq_len:]
-        pred, _ = self._windows(np.concatenate([window, np.zeros((pred_len, window.shape[1]))]), pred_len)
-        values = self._unscale(pred[0])[:, self._output_index()]
+        dataset = self._dataset(np.concatenate([window, np.zeros((pred_len, window.shape[1]))]))
+        got = self._window_forecasts(dataset, np.array([0]))
+        order = self._output_index()
+        values = self._unscale(got["pred"].numpy()[0])[:, order]
+        spread = input_spread(got["x"], got["y"].shape[-1]).numpy()[0, 0, order]
         dates = future_dates(series.dates, self.layout.freq, pred_len)
         out = pd.DataFrame(values, columns=self.layout.outputs)
+        self._add_intervals(out, {c: out[c].to_numpy() for c in self.layout.outputs}, np.arange(1, pred_len + 1),
+                            np.repeat(spread[None, :], pred_len, axis=0))
         out.insert(0, self.layout.date_column, dates)
         return out
-
-    def _rolling(self, series: Series, name: str | Path) -> pd.DataFrame:
-        seq_len, pred_len = self.cfg.seq_len, self.cfg.pred_len
-        if len(series.values) < seq_len + pred_len:
-            raise UserError(f"{name}: {len(series.values)} rows; --rolling needs at least seq_len + pred_len = "
-                            f"{seq_len + pred_len} (a window to read and one to score)")
-        self._check_step(series, 0, name)
-        scaled = self._scaled(series, name)
-        pred, dataset = self._windows(scaled, pred_len)
-        n_windows = dataset.n_windows
-        rows = np.arange(n_windows)[:, None] + seq_len + np.arange(pred_len)  # [windows, pred_len]
-        truth_scaled = scaled[rows][..., -1:] if self.layout.features == "MS" else scaled[rows]
-        pred_data, truth_data = self._unscale(pred), self._unscale(truth_scaled)
-        scaled_scores, data_scores = score(pred, truth_scaled), score(pred_data, truth_data)
-        metrics = {"windows": n_windows, "mse": scaled_scores["mse"], "mae": scaled_scores["mae"],
-                   "mse_data": data_scores["mse"], "mae_data": data_scores["mae"],
-                   "baselines": score_windows(dataset, pred_len, self.layout.season_length)}
-        order = self._output_index()
-        out = pd.DataFrame({"origin": np.repeat(series.dates[seq_len - 1: seq_len - 1 + n_windows], pred_len),
-                            self.layout.date_column: series.dates[rows.ravel()],
-                            "step": np.tile(np.arange(1, pred_len + 1), n_windows)})
-        for position, column in zip(order, self.layout.outputs, strict=True):
-            out[column] = truth_data[..., position].ravel()
-            out[f"{column}_forecast"] = pred_data[..., position].ravel()
-        out.attrs["metrics"] = metrics
-        return out
-
-
-def score(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """The trainer's metrics (engine.evaluate.metrics) of forecasts beside their truth."""
-    scores = MetricAccumulator()
-    scores.update(torch.from_numpy(pred), torch.from_numpy(truth))
-    return scores.compute()

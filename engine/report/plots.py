@@ -102,9 +102,14 @@ def plot_run(model: torch.nn.Module, data: DataBundle, count: int, accelerator: 
 
 
 def draw_forecast(path: Path, dates: Any, history: np.ndarray, future_dates: Any, forecast: np.ndarray,
-                  truth: np.ndarray | None, target: str, title: str) -> Path:
-    """The target's recent history and the forecast after it (and the truth, when known); written atomically."""
+                  truth: np.ndarray | None, target: str, title: str,
+                  bands: dict[int, tuple[np.ndarray, np.ndarray]] | None = None) -> Path:
+    """The target's recent history and the forecast after it (and the truth, when known), with the prediction
+    intervals shaded (`bands`: level -> (lo, hi)); written atomically."""
     fig, ax = plt.subplots(figsize=(12, 4), dpi=100)
+    for level, (lo, hi) in sorted((bands or {}).items(), reverse=True):  # the widest first, underneath
+        ax.fill_between(future_dates, lo, hi, color="tab:red", alpha=0.12 + 0.1 * (level < max(bands)),
+                        linewidth=0, label=f"{level}% interval")
     ax.plot(dates, history, color="0.35", label="history")
     if truth is not None:
         ax.plot(future_dates, truth, color="tab:green", label="truth")

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import platform
 import socket
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -29,31 +31,53 @@ def uses_deepspeed(cfg: Config) -> bool:
     return cfg.deepspeed or os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
 
 
-def has_bf16_matrix_units() -> bool:
-    """bf16 as fast as or faster than fp32: a GPU that supports bf16, or a CPU with AMX tiles (on other CPUs bf16
-    matmuls run several times slower than fp32)."""
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    if amx is not None:
-        return bool(amx())
+# CPU feature flags of native bf16 matrix arithmetic, first match wins: x86 AMX tiles (Sapphire Rapids and later),
+# x86 AVX512-BF16 dot products (AMD Zen 4 and later, Intel Cooper Lake), ARM FEAT_BF16 with BFMMLA (Graviton 3 and
+# later, Neoverse V1/V2/N2, Apple M2 and later). benchmarks/precision.py times the whole training step both ways.
+BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16", "bf16")
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags: /proc/cpuinfo's "flags" (x86) or "Features" (ARM) line; on macOS, FEAT_BF16 from
+    sysctl. Empty when neither can be read."""
     try:
-        return "amx_bf16" in Path("/proc/cpuinfo").read_text()
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("flags", "Features"):
+                return set(value.split())
     except OSError:
-        return False
+        pass
+    if platform.system() == "Darwin":
+        try:
+            found = subprocess.run(["sysctl", "-n", "hw.optional.arm.FEAT_BF16"], capture_output=True, text=True)
+            return {"bf16"} if found.stdout.strip() == "1" else set()
+        except OSError:
+            pass
+    return set()
 
 
-def resolve_precision(cfg: Config) -> str | None:
-    """--mixed_precision no|fp16|bf16; under auto: --use_amp (bf16 where supported, else fp16), else None where
-    accelerate launch chose (its --mixed_precision), else bf16 where the device has bf16 matrix units, else no."""
+def native_bf16(flags: set[str] | None = None) -> str | None:
+    """Why bf16 is at least as fast as fp32 here (a GPU with bf16, or the CPU flag that says so), or None: on CPUs
+    without bf16 instructions bf16 is emulated and several times slower than fp32."""
+    if flags is None and torch.cuda.is_available():
+        return "cuda bf16" if torch.cuda.is_bf16_supported() else None
+    flags = cpu_flags() if flags is None else flags
+    return next((flag for flag in BF16_CPU_FLAGS if flag in flags), None)
+
+
+def precision_choice(cfg: Config) -> tuple[str | None, str]:
+    """(precision, why): --mixed_precision no|fp16|bf16 as given; under auto: --use_amp's choice (bf16 where
+    supported, else fp16), else None where accelerate launch chose (its --mixed_precision), else bf16 where the
+    device computes it natively, else no."""
     if cfg.mixed_precision != "auto":
-        return cfg.mixed_precision
+        return cfg.mixed_precision, f"--mixed_precision {cfg.mixed_precision}"
     if cfg.use_amp:
         bf16_ok = torch.cuda.is_bf16_supported() if torch.cuda.is_available() else True
-        return "bf16" if bf16_ok else "fp16"
+        return ("bf16", "--use_amp") if bf16_ok else ("fp16", "--use_amp (no bf16 on this GPU)")
     if "ACCELERATE_MIXED_PRECISION" in os.environ:
-        return None
-    return "bf16" if has_bf16_matrix_units() else "no"
+        return None, f"accelerate launch --mixed_precision {os.environ['ACCELERATE_MIXED_PRECISION']}"
+    reason = native_bf16()
+    return ("bf16", reason) if reason else ("no", "no native bf16 on this device: fp32 is faster")
 
 
 def load_ds_config(cfg: Config) -> dict[str, Any]:
@@ -90,7 +114,7 @@ def _ensure_rank_env() -> None:
 
 
 def build_accelerator(cfg: Config) -> Accelerator:
-    precision = resolve_precision(cfg)
+    precision = precision_choice(cfg)[0]
     plugin = None
     if uses_deepspeed(cfg):
         effective = precision or os.environ.get("ACCELERATE_MIXED_PRECISION", "no")

@@ -37,17 +37,19 @@ def prompt_description(cfg: Config, data: DataBundle) -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
-def build_model(cfg: Config, description: str, dtype: torch.dtype = torch.float32) -> TimeLLM:
+def build_model(cfg: Config, description: str, dtype: torch.dtype = torch.float32,
+                device: torch.device | str = "cpu") -> TimeLLM:
+    """The TimeLLM of these flags on `device`: the frozen backbone in `dtype`, loaded straight there."""
     backbone = load_backbone(cfg.llm_model, llm_path=cfg.llm_path, llm_init=cfg.llm_init,
                              llm_layers=cfg.llm_layers, llm_dim=cfg.llm_dim,
-                             allow_download=cfg.allow_download, dtype=dtype)
+                             allow_download=cfg.allow_download, dtype=dtype, device=device)
     if cfg.d_ff > backbone.hidden_size:
         raise UserError(f"--d_ff {cfg.d_ff} exceeds the backbone width {backbone.hidden_size}; lower it")
     model = TimeLLM(backbone, description=description, seq_len=cfg.seq_len,
                     pred_len=cfg.pred_len, d_model=cfg.d_model, n_heads=cfg.n_heads, d_ff=cfg.d_ff,
                     patch_len=cfg.patch_len, stride=cfg.stride, num_tokens=cfg.num_tokens, dropout=cfg.dropout,
                     use_llm=cfg.llm_model.lower() != "none", **wavelet_parts(cfg),
-                    prompt_style="reference" if is_reference(cfg) else "default")
+                    prompt_style="reference" if is_reference(cfg) else "default").to(device)
     if cfg.gradient_checkpointing:
         backbone.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     limit = getattr(backbone.model.config, "max_position_embeddings", None)
@@ -69,7 +71,8 @@ class TrainingSetup:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     loaders: dict[str, torch.utils.data.DataLoader]
     trainable: list[torch.nn.Parameter]
-    steps_per_epoch: int
+    steps_per_epoch: int  # optimizer steps an epoch trains (--max_train_steps caps them)
+    full_epoch_steps: int  # optimizer steps in one pass over the training data
     n_total: int
     n_trainable: int
 
@@ -80,7 +83,7 @@ def build_training(cfg: Config, accelerator: Accelerator) -> TrainingSetup:
     data = build_data(cfg.data_options())
     loaders = build_loaders(data, batch_size=cfg.batch_size, eval_batch_size=cfg.eval_batch_size,
                             num_workers=cfg.num_workers, prefetch_factor=cfg.prefetch_factor)
-    model = build_model(cfg, prompt_description(cfg, data), compute_dtype(accelerator))
+    model = build_model(cfg, prompt_description(cfg, data), compute_dtype(accelerator), accelerator.device)
     if cfg.compile:
         compile_regions(model, model.llm, cfg.compile_mode)
     n_total = sum(p.numel() for p in model.parameters())
@@ -107,5 +110,5 @@ def build_training(cfg: Config, accelerator: Accelerator) -> TrainingSetup:
     return TrainingSetup(data=data, model=model, raw_model=accelerator.unwrap_model(model), optimizer=optimizer,
                          scheduler=scheduler, loaders={"train": train, "val": val, "test": test},
                          trainable=trainable,
-                         steps_per_epoch=steps_per_epoch, n_total=n_total,
+                         steps_per_epoch=steps_per_epoch, full_epoch_steps=batches, n_total=n_total,
                          n_trainable=sum(p.numel() for p in trainable))

@@ -10,12 +10,14 @@ name is `<setting>_<itr>` for a setting's first run, then `<setting>_<itr>_v2`, 
 
 from __future__ import annotations
 
+import contextlib
 import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import UserError
+from engine.train.checkpoint import STATE_FILE
 
 BEST = "best.safetensors"
 
@@ -26,6 +28,16 @@ class RunFolders:
     results: Path
     checkpoints: Path
     note: str = ""  # a line for the user when the choice is not the obvious one
+
+    def remove_if_empty(self) -> None:
+        """After a failed run: its folders go when nothing was written into them (rmdir refuses anything else)."""
+        for folder in (self.results, self.checkpoints):
+            if folder.is_dir():
+                for inner in sorted((p for p in folder.rglob("*") if p.is_dir()), reverse=True):
+                    with contextlib.suppress(OSError):
+                        inner.rmdir()
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
 
 
 def versions(output_dir: Path, checkpoints: Path, base: str) -> list[tuple[int, str]]:
@@ -68,8 +80,8 @@ def choose(output_dir: Path, checkpoints: Path, base: str, *, is_training: bool,
         folder = Path(resume)
         if not folder.is_dir():
             raise UserError(f"--resume {folder}: no such checkpoint folder")
-        if not (folder / "training_state.pt").is_file():
-            raise UserError(f"--resume {folder}: no training_state.pt there (name a run's last/ or previous/ "
+        if not (folder / STATE_FILE).is_file():
+            raise UserError(f"--resume {folder}: no {STATE_FILE} there (name a run's last/ or previous/ "
                             "folder, or use --resume auto)")
         name = folder.resolve().parent.name
         return at(name, ckpt=folder.resolve().parent)

@@ -9,10 +9,13 @@ score the test set, which keeps every sample. The resumable state is saved every
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import shutil
 import signal
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -23,20 +26,21 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list, set_seed
-from tqdm.auto import tqdm
 
 from core.errors import UserError
 from data_provider.data_factory import fingerprint
 from data_provider.device_batches import DeviceWindowLoader
 from engine.config import RUN_ONLY, Config
 from engine.evaluate.baselines import baseline_lines, m4_baseline, score_baselines
-from engine.evaluate.loop import bar_disabled, evaluate
+from engine.evaluate.intervals import CoverageCounter, ResidualSample, coverage_line
+from engine.evaluate.loop import evaluate
 from engine.evaluate.short_term import evaluate_short_term
-from engine.report.memory import peak_memory_mb
+from engine.progress import progress
+from engine.report.memory import MemoryMeter, peak_memory_mb
 from engine.report.plots import PLOT_NAME, plot_run
 from engine.report.results import RESULTS_FILE, record_in_table, write_results
 from engine.report.tracking import build_tracker, epoch_values, final_values
-from engine.train.accelerator import build_accelerator, deepspeed_stage, uses_deepspeed
+from engine.train.accelerator import build_accelerator, deepspeed_stage, precision_choice, uses_deepspeed
 from engine.train.builders import build_training, prompt_description
 from engine.train.cadence import score_test_after_epoch, validate_after_epoch, validate_after_step
 from engine.train.checkpoint import (
@@ -44,9 +48,11 @@ from engine.train.checkpoint import (
     find_states,
     load_training_state,
     load_weights,
+    read_progress,
     save_training_state,
     save_weights,
     set_rng_state,
+    weights_run_id,
 )
 from engine.train.loop import train_steps
 from engine.train.losses import build_loss
@@ -98,6 +104,7 @@ class Progress:
     finished: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
     validations: list[dict[str, Any]] = field(default_factory=list)  # every validation, mid-epoch ones too
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # stamped into best.safetensors and results.json
 
 
 def selection_metric(cfg: Config) -> str:
@@ -114,7 +121,10 @@ class Trainer:
         self.seed = cfg.seed + index
         self.say = accelerator.print
         set_seed(self.seed)
+        started = time.perf_counter()
         self.setup = build_training(cfg, accelerator)  # data and model validated before any folder is made
+        self.setup_seconds = time.perf_counter() - started
+        self.loaded_mb = MemoryMeter(accelerator.device).peak_mb()  # data, backbone, optimizer: before any step
         self.folders = self._choose_folders(f"{cfg.setting}_{index}")
         self.run_name, self.ckpt_dir = self.folders.name, self.folders.checkpoints
         self.best_path = self.ckpt_dir / BEST
@@ -124,8 +134,10 @@ class Trainer:
         self.guard = NonFiniteGuard(cfg, accelerator, self.setup.trainable)
         self.criterion = build_loss(cfg.loss, self.setup.data.seasonality)
         self.tracker = build_tracker(cfg, self.run_name) if accelerator.is_main_process else None
+        self.precision_reason = precision_choice(cfg)[1]
         self.stop_signal: int | None = None
         self.pending_rng: dict | None = None
+        self.calibration: dict | None = None  # the intervals (--levels), set before the test
 
     # ------------------------------------------------------------------ state
     def _choose_folders(self, base: str) -> RunFolders:
@@ -164,8 +176,9 @@ class Trainer:
         setup = self.setup
         for i, folder in enumerate(states):
             try:
-                saved, rng = load_training_state(self.accelerator, setup.model, setup.raw_model, setup.optimizer,
-                                                 folder)
+                saved = read_progress(folder)
+                self._check_resumable(folder, saved)
+                rng = load_training_state(self.accelerator, setup.model, setup.raw_model, setup.optimizer, folder)
                 break
             except DamagedCheckpoint as err:
                 if i + 1 == len(states):
@@ -174,6 +187,15 @@ class Trainer:
                 self.say(f"--resume: {err}; resuming from the state saved before it, {states[i + 1]}")
                 if self.accelerator.is_main_process:  # the next save must rotate the intact state, not this one
                     shutil.rmtree(folder, ignore_errors=True)
+        setup.scheduler.load_state_dict(saved["scheduler"])
+        self.progress = Progress(**saved["progress"])
+        self.pending_rng = rng
+        done = self.progress
+        self.say(f"resumed from {folder}: {done.epoch} epoch(s) and {done.step_in_epoch} step(s) done, "
+                 f"best validation {selection_metric(self.cfg)} {done.best_score:.4f}")
+
+    def _check_resumable(self, folder: Path, saved: dict) -> None:
+        """The state must come from these flags and this data; checked before any weight is loaded."""
         changed = [k for k, v in saved["config"].items() if k not in RUN_ONLY and getattr(self.cfg, k, v) != v]
         if changed:
             raise UserError(f"--resume {folder}: it was written with other values of "
@@ -181,12 +203,6 @@ class Trainer:
         if saved.get("data_fingerprint", self.data_fingerprint) != self.data_fingerprint:
             raise UserError(f"--resume {folder}: it was trained on other data than {self.setup.data.path} holds now; "
                             "resume with the data it was trained on")
-        setup.scheduler.load_state_dict(saved["scheduler"])
-        self.progress = Progress(**saved["progress"])
-        self.pending_rng = rng
-        done = self.progress
-        self.say(f"resumed from {folder}: {done.epoch} epoch(s) and {done.step_in_epoch} step(s) done, "
-                 f"best validation {selection_metric(self.cfg)} {done.best_score:.4f}")
 
     def _restore_rng_at(self, point: str) -> None:
         """RNG is restored where it was saved: before the epoch's loader starts (epoch boundary) or just after
@@ -206,9 +222,9 @@ class Trainer:
     def train_epoch(self, epoch: int) -> None:
         """One pass over the training loader (the rest of it, after a mid-epoch resume)."""
         self.setup.model.train()
-        self.bar = tqdm(total=self.setup.steps_per_epoch, initial=self.progress.step_in_epoch,
-                        desc=f"epoch {epoch + 1}/{self.cfg.train_epochs}", leave=False,
-                        disable=bar_disabled(self.accelerator), dynamic_ncols=True)
+        self.bar = progress(total=self.setup.steps_per_epoch, initial=self.progress.step_in_epoch,
+                            desc=f"epoch {epoch + 1}/{self.cfg.train_epochs}",
+                            show=self.accelerator.is_local_main_process)
         self.epoch_clock = time.perf_counter()
         loss_sum = train_steps(self.setup, self._epoch_batches(epoch), self.accelerator, self.cfg, self.criterion,
                                self.guard, lambda losses: self._after_step(epoch, losses))
@@ -239,9 +255,12 @@ class Trainer:
         self.guard.report(done.global_step, epoch + 1,
                           str(self.best_path) if self.best_path.is_file() else "none saved yet")
         self.bar.update()
-        if done.step_in_epoch % 25 == 0:
+        every = self.cfg.log_every_steps
+        if done.step_in_epoch % 25 == 0 or (self.tracker is not None and every and done.global_step % every == 0):
             mean_loss = (done.loss_sum + loss_sum.item() / self.cfg.grad_accum) / done.step_in_epoch
             self.bar.set_postfix(loss=f"{mean_loss:.4f}")
+            if self.tracker is not None and every and done.global_step % every == 0:
+                self.tracker.log({"train/loss_running": mean_loss}, step=done.global_step)
         epoch_done = done.step_in_epoch >= self.setup.steps_per_epoch
         if validate_after_step(self.cfg, done.global_step, epoch_done):
             paused = time.perf_counter()
@@ -275,7 +294,8 @@ class Trainer:
             done.best_epoch, done.best_step, done.bad_validations = epoch + 1, done.global_step, 0
             if self.accelerator.is_main_process:
                 save_weights(self.setup.raw_model, self.best_path, {"epoch": epoch + 1, "step": done.global_step,
-                                                                    "val_mse": val["mse"], "seed": self.seed})
+                                                                    "val_mse": val["mse"], "seed": self.seed,
+                                                                    "run": self.run_name, "run_id": done.run_id})
         else:
             done.bad_validations += 1
         done.validations.append({"epoch": epoch + 1, "global_step": done.global_step,
@@ -355,6 +375,8 @@ class Trainer:
         """Fit (unless --is_training 0), then score the test set with the best checkpoint and write the outputs."""
         started = time.perf_counter()
         self.say(self._header())
+        for note in getattr(self.setup.data, "notes", []):
+            self.say(note)
         baselines = self._baselines()
         if baselines.get("val"):
             self.say(baseline_lines("val", None, baselines["val"])[0])
@@ -363,13 +385,30 @@ class Trainer:
             if not self.progress.best_epoch:
                 raise UserError("training diverged: the validation MSE was never finite (lower --learning_rate; "
                                 "under fp16 try bf16)")
+        self.checkpoint_id = self._check_checkpoint_owner()
         load_weights(self.setup.raw_model, self.best_path)
         test_started = time.perf_counter()
+        self.calibration = self._calibrate() if self.cfg.levels else None
         test = self._test()
         result = self._result(test, baselines, time.perf_counter() - test_started, time.perf_counter() - started)
         if self.accelerator.is_main_process:
             self._write_outputs(result, test, baselines)
         return result
+
+    def _check_checkpoint_owner(self) -> str | None:
+        """The run id in best.safetensors; under --is_training 0 it must be the one the version's results.json
+        records (a checkpoint swapped in from another run is refused)."""
+        found = weights_run_id(self.best_path)
+        record = self.folders.results / RESULTS_FILE
+        if not self.cfg.is_training and record.is_file():
+            try:
+                recorded = json.loads(record.read_text(encoding="utf-8")).get("run_id")
+            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+                recorded = None
+            if recorded and recorded != found:
+                raise UserError(f"--is_training 0: {self.best_path} was written by another run (id {found}) than "
+                                f"{record} (id {recorded}); put that run's own best.safetensors back")
+        return found
 
     def _header(self) -> str:
         setup, acc, llm = self.setup, self.accelerator, self.setup.raw_model.llm.config
@@ -378,16 +417,37 @@ class Trainer:
                 f"{len(setup.data.columns)} variable(s) | backbone {self.cfg.llm_model} ({llm.num_hidden_layers} "
                 f"layers, {llm.hidden_size} wide) | {setup.n_trainable:,} trainable of {setup.n_total:,} parameters"
                 f" | LLM sees {setup.raw_model.prompt.length} prompt + {setup.raw_model.num_patches} patch tokens | "
-                f"{acc.num_processes} process(es), precision {acc.mixed_precision}, DeepSpeed {deepspeed}, "
-                f"device {acc.device}")
+                f"{acc.num_processes} process(es), precision {acc.mixed_precision} ({self.precision_reason}), "
+                f"DeepSpeed {deepspeed}, device {acc.device}\n  {self._steps_text()}")
 
-    def _test(self) -> dict[str, float]:
-        """The test metrics of the loaded checkpoint; a signal here stops at once (training is complete)."""
+    def _steps_text(self) -> str:
+        cfg, setup = self.cfg, self.setup
+        cap = f", capped at {setup.steps_per_epoch:,} of {setup.full_epoch_steps:,} by --max_train_steps" \
+            if setup.steps_per_epoch < setup.full_epoch_steps else ""
+        return (f"training {setup.steps_per_epoch:,} optimizer steps per epoch{cap} x {cfg.train_epochs} epoch(s) "
+                f"(batch {cfg.batch_size} x accum {cfg.grad_accum} x {self.accelerator.num_processes} process(es))")
+
+    def _calibrate(self) -> dict:
+        """The intervals' score quantiles per level and horizon step, from the loaded checkpoint's validation
+        residuals (engine/evaluate/intervals.py)."""
+        loader = self.setup.loaders["val"]
+        sample = ResidualSample(len(loader.dataset))
+        with stop_on_signal("test"):
+            evaluate(self.setup.model, loader, self.accelerator, "calibrate", observers=[sample])
+        return sample.calibrate(self.cfg.levels)
+
+    def _test(self) -> dict[str, Any]:
+        """The test metrics of the loaded checkpoint (with the intervals' coverage under --levels); a signal here
+        stops at once (training is complete)."""
         model, loader = self.setup.model, self.setup.loaders["test"]
         with stop_on_signal("test"):
             if self.cfg.task_name == "short_term_forecast":
                 return evaluate_short_term(model, loader, self.accelerator, self.setup.data)
-            return evaluate(model, loader, self.accelerator, "test")
+            if self.calibration is None:
+                return evaluate(model, loader, self.accelerator, "test")
+            counter = CoverageCounter(self.calibration, self.accelerator.device)
+            return {**evaluate(model, loader, self.accelerator, "test", observers=[counter]),
+                    "intervals": counter.compute()}
 
     def _write_outputs(self, result: dict[str, Any], test: dict[str, float], baselines: dict[str, dict]) -> None:
         """results.json (a training run) or test_results.json (--is_training 0) with the plot, the table entry,
@@ -407,6 +467,8 @@ class Trainer:
                  f"{self.progress.best_epoch or 'from checkpoint'})")
         if baselines.get("test"):
             self.say("\n".join(baseline_lines("test", test, baselines["test"])))
+        if "intervals" in test:
+            self.say(coverage_line(test["intervals"]))
         self.say(f"results: {out}\ncheckpoint: {self.best_path}")
         if "owa" in test:
             self.say(f"M4 {cfg.seasonal_patterns}: smape {test['smape']:.3f}  mase {test['mase']:.3f}  "
@@ -447,13 +509,20 @@ class Trainer:
             "validations": done.validations,
             "timing": {"train_epoch_s": [h["seconds"] for h in done.history],
                        "samples_per_s": samples / train_seconds if train_seconds else None,
-                       "test_s": test_seconds, "total_s": total_seconds},
-            "memory": peak_memory_mb(acc.device),
+                       "test_s": test_seconds, "total_s": total_seconds, "setup_s": self.setup_seconds},
+            "memory": {**peak_memory_mb(acc.device), "after_setup_mb": self.loaded_mb},
+            "precision": {"chosen": acc.mixed_precision, "reason": self.precision_reason},
             "distributed": {"num_processes": acc.num_processes, "deepspeed_stage": deepspeed_stage(acc),
                             "mixed_precision": acc.mixed_precision, "offload_optimizer": cfg.offload_optimizer,
                             "gradient_checkpointing": cfg.gradient_checkpointing, "grad_accum": cfg.grad_accum,
                             "device": str(acc.device)},
-            "checkpoint": str(self.best_path.resolve()),
+            "intervals": None if self.calibration is None else {
+                "method": "split conformal, locally adaptive: half width = half_widths[level][step] x (the input "
+                          "window's standard deviation + floor), in scaled units (engine/evaluate/intervals.py)",
+                **self.calibration},
+            "run_id": self.checkpoint_id,
+            "checkpoint": os.path.relpath(self.best_path.resolve(), self.folders.results.resolve()),
+            "checkpoint_absolute": str(self.best_path.resolve()),
         }
 
 
@@ -490,5 +559,9 @@ def run_experiments(cfg: Config) -> list[dict[str, Any]]:
                 accelerator.print(f"interrupted by {name} at {stop}: state saved to {trainer.ckpt_dir / 'last'}; "
                                   "continue with --resume auto")
             raise SystemExit(128 + stop.signum) from None
+        except BaseException:
+            if trainer is not None and accelerator.is_main_process:
+                trainer.folders.remove_if_empty()
+            raise
         accelerator.free_memory()
     return results
