@@ -8,28 +8,9 @@ Takes every run_main.py flag (same parser, Config and builders, so it times exac
 `accelerate launch` and DeepSpeed too). Writes no checkpoint and no results file.
 """
 
-from __future__ import annotations
-
 import sys
 
-from engine.cli import run_cli
-from engine.config import build_parser
-from engine.estimate.flags import add_estimator_arguments
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser("Estimate the training time of a run_main.py configuration.")
-    add_estimator_arguments(parser)
-    args = parser.parse_args(argv)
-
-    def estimate() -> None:
-        from engine.estimate.estimator import estimate_command
-
-        estimate_command(args, argv)
-
-    return run_cli(estimate)
-
+from timellm_launcher.commands import estimate as main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -54,7 +54,7 @@ def device_label(gpu: bool) -> str:
     """The device the runs used, with the CPU count on a CPU."""
     import torch
 
-    from engine.runtime import device_name
+    from timellm_launcher.engine.runtime import device_name
 
     if gpu:
         return device_name(torch.device("cuda"))

@@ -15,13 +15,13 @@ import time
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from engine.cli import prepare_process
-from engine.config import build_parser, config_from_args
-from engine.evaluate.loop import forecast
-from engine.train.accelerator import build_accelerator
-from engine.train.builders import build_training
-from engine.train.loop import train_step
-from engine.train.losses import build_loss
+from timellm_launcher.engine.cli import prepare_process
+from timellm_launcher.engine.config import build_parser, config_from_args
+from timellm_launcher.engine.evaluate.loop import forecast
+from timellm_launcher.engine.train.accelerator import build_accelerator
+from timellm_launcher.engine.train.builders import build_training
+from timellm_launcher.engine.train.loop import train_step
+from timellm_launcher.engine.train.losses import build_loss
 
 KERNELS = {"math": [SDPBackend.MATH], "all": [SDPBackend.FLASH_ATTENTION, SDPBackend.MATH]}
 

@@ -17,8 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from data_provider.synthetic import synthetic_frame
-from engine.runtime import device_name
+from timellm_launcher.data_provider.synthetic import synthetic_frame
+from timellm_launcher.engine.runtime import device_name
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_RUN = ["--llm_model", "GPT2", "--llm_init", "random", "--llm_layers", "1", "--llm_dim", "64", "--num_tokens",

@@ -57,12 +57,12 @@ def main() -> int:
 
     import torch
 
-    from engine.cli import prepare_process
-    from engine.config import Config
-    from engine.forecast.forecaster import Forecaster
-    from engine.train.accelerator import build_accelerator
-    from engine.train.checkpoint import load_weights
-    from engine.train.trainer import Trainer, evaluate
+    from timellm_launcher.engine.cli import prepare_process
+    from timellm_launcher.engine.config import Config
+    from timellm_launcher.engine.forecast.forecaster import Forecaster
+    from timellm_launcher.engine.train.accelerator import build_accelerator
+    from timellm_launcher.engine.train.checkpoint import load_weights
+    from timellm_launcher.engine.train.trainer import Trainer, evaluate
 
     prepare_process()
     device_type = "cuda" if torch.cuda.is_available() else "cpu"

@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 
 from benchmarks.configs import ett_root
-from models.synthetic_backbone import LLAMA_7B, cached_llama_folder
+from timellm_launcher.models.synthetic_backbone import LLAMA_7B, cached_llama_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CACHE = Path.home() / ".cache" / "time-llm-launcher"

@@ -15,15 +15,15 @@ from accelerate.utils import set_seed
 from torch import nn
 
 from benchmarks.reference_path import REFERENCE_DROPOUT, ReferencePrompt, ReferenceTimeLLM, ReferenceTrainer
-from engine.config import build_parser, config_from_args
-from engine.estimate.flops import peak_tflops as gpu_peak_tflops
-from engine.estimate.step_clock import StepClock
-from engine.runtime import device_name, keep_host_memory
-from engine.train.accelerator import build_accelerator, compute_dtype
-from engine.train.builders import build_training, prompt_description
-from engine.train.loop import train_steps
-from engine.train.losses import build_loss
-from models.backbone import load_tokenizer
+from timellm_launcher.engine.config import build_parser, config_from_args
+from timellm_launcher.engine.estimate.flops import peak_tflops as gpu_peak_tflops
+from timellm_launcher.engine.estimate.step_clock import StepClock
+from timellm_launcher.engine.runtime import device_name, keep_host_memory
+from timellm_launcher.engine.train.accelerator import build_accelerator, compute_dtype
+from timellm_launcher.engine.train.builders import build_training, prompt_description
+from timellm_launcher.engine.train.loop import train_steps
+from timellm_launcher.engine.train.losses import build_loss
+from timellm_launcher.models.backbone import load_tokenizer
 
 
 def device_label(device: torch.device) -> str:
@@ -305,7 +305,7 @@ def backbone_dropout(llm: nn.Module, p: float) -> Iterator[None]:
 def activation(llm: nn.Module, name: str) -> Iterator[None]:
     from transformers.activations import ACT2FN
 
-    from engine.runtime import repeated_blocks
+    from timellm_launcher.engine.runtime import repeated_blocks
 
     mlps = [block.mlp for block in repeated_blocks(llm) or [] if hasattr(getattr(block, "mlp", None), "act")]
     saved = [mlp.act for mlp in mlps]

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.configs import ett_root
-from models.synthetic_backbone import cached_llama_folder
+from timellm_launcher.models.synthetic_backbone import cached_llama_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = ["--data", "ETTh1", "--features", "S", "--seq_len", "512", "--pred_len", "96", "--d_model", "32",

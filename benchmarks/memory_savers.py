@@ -42,13 +42,13 @@ def measure(flags: list[str], steps: int, warmup: int) -> dict:
     """Runs inside the child process: build, warm up, time steps, report peak memory."""
     import torch
 
-    from engine.cli import prepare_process
-    from engine.config import build_parser, config_from_args
-    from engine.report.memory import peak_memory_mb
-    from engine.train.accelerator import build_accelerator
-    from engine.train.builders import build_training
-    from engine.train.loop import train_step
-    from engine.train.losses import build_loss
+    from timellm_launcher.engine.cli import prepare_process
+    from timellm_launcher.engine.config import build_parser, config_from_args
+    from timellm_launcher.engine.report.memory import peak_memory_mb
+    from timellm_launcher.engine.train.accelerator import build_accelerator
+    from timellm_launcher.engine.train.builders import build_training
+    from timellm_launcher.engine.train.loop import train_step
+    from timellm_launcher.engine.train.losses import build_loss
 
     prepare_process()
     cfg = config_from_args(build_parser("bench").parse_args(flags))

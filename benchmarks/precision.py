@@ -19,8 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from engine.runtime import device_name
-from engine.train.accelerator import BF16_CPU_FLAGS, cpu_flags, native_bf16
+from timellm_launcher.engine.runtime import device_name
+from timellm_launcher.engine.train.accelerator import BF16_CPU_FLAGS, cpu_flags, native_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
 PRECISIONS = ("no", "bf16")

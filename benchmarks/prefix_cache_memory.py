@@ -24,12 +24,12 @@ def measure(mode: str, rows: int, flags: list[str]) -> float:
     """In the child: the peak resident set one forward of `rows` windows adds (MB)."""
     import torch
 
-    import models.time_llm as time_llm
-    from engine.cli import prepare_process
-    from engine.config import build_parser, config_from_args
-    from engine.report.memory import MemoryMeter
-    from engine.runtime import configure_backends
-    from engine.train.builders import build_model
+    import timellm_launcher.models.time_llm as time_llm
+    from timellm_launcher.engine.cli import prepare_process
+    from timellm_launcher.engine.config import build_parser, config_from_args
+    from timellm_launcher.engine.report.memory import MemoryMeter
+    from timellm_launcher.engine.runtime import configure_backends
+    from timellm_launcher.engine.train.builders import build_model
 
     prepare_process()
     if mode == "stored":  # every pass keeps its keys and values until the forward ends
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     from benchmarks.configs import ett_root
     from benchmarks.memory_plan import LLAMA_1B
-    from models.synthetic_backbone import cached_llama_folder
+    from timellm_launcher.models.synthetic_backbone import cached_llama_folder
 
     folder = cached_llama_folder(opts.cache, "llama-1.4b-shape", **LLAMA_1B)
     flags = ["--data", "ETTh1", "--root_path", str(ett_root()), "--features", "S", "--seq_len", "512", "--pred_len",

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModel, PreTrainedModel, PreTrainedTokenizerBase
 
-from models.time_llm import TimeLLM
+from timellm_launcher.models.time_llm import TimeLLM
 
 REFERENCE_DROPOUT = 0.1  # GPT-2's resid/embd/attn dropout, left on by the reference
 

@@ -21,7 +21,7 @@ import sys
 
 
 def child(config: str, steps: int, flush: bool) -> None:
-    from engine.cli import prepare_process
+    from timellm_launcher.engine.cli import prepare_process
 
     prepare_process(flush_denormals=flush)
     import torch

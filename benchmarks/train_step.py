@@ -46,7 +46,7 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     args, extra = parse(argv)
-    from engine.cli import prepare_process
+    from timellm_launcher.engine.cli import prepare_process
 
     prepare_process()
     import torch

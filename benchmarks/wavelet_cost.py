@@ -36,13 +36,13 @@ VARIANTS = {"plain": [], "swt": ["--use_swt"], "dwt_prompt": ["--use_dwt_prompt"
 def measure(name: str, root_path: str, steps: int, warmup: int) -> None:
     import torch
 
-    from engine.cli import prepare_process
-    from engine.config import build_parser, config_from_args
-    from engine.train.accelerator import build_accelerator
-    from engine.train.builders import build_training
-    from engine.train.loop import train_step
-    from engine.train.losses import build_loss
-    from engine.train.nan_guard import NonFiniteGuard
+    from timellm_launcher.engine.cli import prepare_process
+    from timellm_launcher.engine.config import build_parser, config_from_args
+    from timellm_launcher.engine.train.accelerator import build_accelerator
+    from timellm_launcher.engine.train.builders import build_training
+    from timellm_launcher.engine.train.loop import train_step
+    from timellm_launcher.engine.train.losses import build_loss
+    from timellm_launcher.engine.train.nan_guard import NonFiniteGuard
 
     prepare_process()
     parser = build_parser("benchmark")

@@ -3,7 +3,7 @@
 # (KimMeen/Time-LLM scripts/TimeLLM_M4.sh): LLaMA-7B with 32 layers, d_model 8, d_ff 32, patch_len 1, stride 1,
 # batch 24, lr 0.001, 50 epochs, SMAPE loss. seq_len = 2 x horizon and pred_len = the horizon are set by
 # --seasonal_patterns. Files: ROOT_PATH (default ./dataset/m4) with M4-info.csv, training.npz, test.npz.
-# After the six runs, `python -m engine.report.summarize results/` prints the SMAPE/MASE/OWA table. See common.sh.
+# After the six runs, `python -m timellm_launcher.engine.report.summarize results/` prints the SMAPE/MASE/OWA table. See common.sh.
 # --recipe reference trains as the reference code effectively does (README: Reproducing published numbers).
 # Differs on purpose: every test window is scored (the reference drops its last test batch); prompt numbers round to 0.01.
 set -euo pipefail

@@ -32,4 +32,4 @@ for variant in pretrained random none; do
   esac
   launch "${common[@]}" -- "${backbone[@]}" --llm_dim 0 --output_dir "$OUT" --checkpoints ./checkpoints/ablation
 done
-"$PYTHON" -m engine.report.summarize "$OUT" --timing
+"$PYTHON" -m timellm_launcher.engine.report.summarize "$OUT" --timing

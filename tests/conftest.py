@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
 
-from data_provider.synthetic import synthetic_frame  # noqa: E402  (the tests' data; re-exported for the tests)
+from timellm_launcher.data_provider.synthetic import synthetic_frame  # noqa: E402  (the tests' data; re-exported for the tests)
 
 __all__ = ["synthetic_frame"]
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from conftest import TINY, run_cli, synthetic_frame
-from engine.report.summarize import main as summarize_main
-from models.backbone import load_backbone
+from timellm_launcher.engine.report.summarize import main as summarize_main
+from timellm_launcher.models.backbone import load_backbone
 
 NO_LLM = [a for a in TINY]
 NO_LLM[NO_LLM.index("--llm_model") + 1] = "none"
@@ -40,8 +40,8 @@ def test_no_llm_run_skips_the_llm(ett_root, tmp_path, monkeypatch):
 
 
 def test_no_llm_forward_feeds_normalised_reprogrammed_patches_to_the_head():
-    from engine.config import Config
-    from engine.train.builders import build_model
+    from timellm_launcher.engine.config import Config
+    from timellm_launcher.engine.train.builders import build_model
 
     cfg = Config(llm_model="none", d_model=8, d_ff=16, n_heads=2, num_tokens=20, seq_len=32, pred_len=8,
                  patch_len=8, stride=8, dropout=0.0)
@@ -82,8 +82,8 @@ def test_zero_shot_trains_on_one_dataset_and_tests_on_another(target_root, tmp_p
     assert "ETTh1_ETTh2" in result["setting"]
     # the test set is ETTh2's test split (its own borders), each file scaled by its own train split
     assert data["samples"]["test"] == 2880 - 12 + 1
-    from data_provider.data_factory import build_data
-    from engine.config import Config
+    from timellm_launcher.data_provider.data_factory import build_data
+    from timellm_launcher.engine.config import Config
 
     cfg = Config(data_pretrain="ETTh1", data_path_pretrain="ETTh1.csv", data="ETTh2", data_path="ETTh2.csv",
                  root_path=str(target_root), features="S", seq_len=48, pred_len=12).validate()
@@ -107,7 +107,7 @@ def test_zero_shot_custom_source_needs_its_path(target_root, tmp_path, capsys):
 
 
 def test_pretrained_random_and_no_llm_runs_have_distinct_settings():
-    from engine.config import Config
+    from timellm_launcher.engine.config import Config
 
     names = {Config(llm_model="MiniLM", llm_init=init).setting for init in ("pretrained", "random")}
     names.add(Config(llm_model="none").setting)

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from conftest import TINY, run_cli, synthetic_frame
-from data_provider.data_factory import build_data
-from data_provider.seasonality import season_from_dates
-from engine.config import Config
-from engine.evaluate.baselines import fit_linear, score_baselines, window_gram
+from timellm_launcher.data_provider.data_factory import build_data
+from timellm_launcher.data_provider.seasonality import season_from_dates
+from timellm_launcher.engine.config import Config
+from timellm_launcher.engine.evaluate.baselines import fit_linear, score_baselines, window_gram
 
 
 def direct_scores(values: np.ndarray, borders: dict, seq_len: int, pred_len: int, season: int,

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from conftest import ETT_COLUMNS, ROOT, synthetic_frame
-from core.errors import UserError
-from data_provider.data_factory import DataOptions, build_data, build_loaders
-from data_provider.splits import compute_borders
-from engine.config import Config
+from timellm_launcher.core.errors import UserError
+from timellm_launcher.data_provider.data_factory import DataOptions, build_data, build_loaders
+from timellm_launcher.data_provider.splits import compute_borders
+from timellm_launcher.engine.config import Config
 
 
 def test_ett_hour_borders():
@@ -192,7 +192,7 @@ def test_bad_input_raises_user_error_in_library_use(bad_csvs):
 
 
 def test_reference_script_flags_are_accepted():
-    from engine.config import build_parser, config_from_args
+    from timellm_launcher.engine.config import build_parser, config_from_args
 
     args = build_parser("t").parse_args(["--factor", "3", "--enc_in", "7", "--dec_in", "7", "--c_out", "7",
                                          "--e_layers", "2", "--d_layers", "1", "--embed", "timeF",

@@ -8,7 +8,7 @@ import os
 import pytest
 import torch
 
-from engine.config import Config
+from timellm_launcher.engine.config import Config
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +31,8 @@ def _setup(ett_root, **overrides):
     from accelerate.state import AcceleratorState
     from accelerate.utils import set_seed
 
-    from engine.train.accelerator import build_accelerator
-    from engine.train.builders import build_training
+    from timellm_launcher.engine.train.accelerator import build_accelerator
+    from timellm_launcher.engine.train.builders import build_training
 
     cfg = Config(data="ETTh1", root_path=str(ett_root), features="S", llm_model="GPT2", llm_init="random",
                  llm_layers=1, llm_dim=64, num_tokens=100, d_model=8, d_ff=16, n_heads=2, seq_len=48, pred_len=12,
@@ -44,8 +44,8 @@ def _setup(ett_root, **overrides):
 
 
 def _steps(cfg, accelerator, setup, n: int) -> list[float]:
-    from engine.train.loop import train_step
-    from engine.train.losses import build_loss
+    from timellm_launcher.engine.train.loop import train_step
+    from timellm_launcher.engine.train.losses import build_loss
 
     setup.model.train()
     losses, batches = [], iter(setup.loaders["train"])

@@ -56,7 +56,7 @@ def test_two_process_zero2_matches_one_process_evaluation(ett_root, tmp_path):
     assert one["metrics"]["test"]["mae"] == pytest.approx(result["metrics"]["test"]["mae"], abs=1e-5)
 
     # ... and forecast on one CPU process by forecast.py's API, over the rows of the test split
-    from engine.forecast.forecaster import Forecaster
+    from timellm_launcher.engine.forecast.forecaster import Forecaster
 
     a, b = result["data"]["borders"]["test"]
     rows = pd.read_csv(ett_root / "ETTh1.csv").iloc[a:b]

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from conftest import ROOT
-from engine.config import IGNORED_FLAGS, Config, build_parser
+from timellm_launcher.engine.config import IGNORED_FLAGS, Config, build_parser
 
 README_LIMIT = 25_000  # bytes
 
@@ -30,9 +30,9 @@ def test_help_lists_every_flag(script):
                           cwd=ROOT, check=True).stdout
     flags = {a.option_strings[0] for a in build_parser("t")._actions if a.option_strings} - {"-h"}
     if script == "forecast.py":
-        import forecast
+        from timellm_launcher.commands import forecast_parser
 
-        flags = {a.option_strings[0] for a in forecast.build_parser()._actions if a.option_strings} - {"-h"}
+        flags = {a.option_strings[0] for a in forecast_parser()._actions if a.option_strings} - {"-h"}
     missing = [flag for flag in flags if not re.search(rf"{re.escape(flag)}\b", text)]
     assert not missing, f"{script} --help lacks {missing}"
 

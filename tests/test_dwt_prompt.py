@@ -8,10 +8,10 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from data_provider.data_factory import DataOptions, build_data
-from models.backbone import gpt2_tokenizer_from_package, minilm_dir
-from models.dwt_prompt import COMPRESSIONS, WaveletPromptStatistics
-from models.prompt import StatisticsPrompt
+from timellm_launcher.data_provider.data_factory import DataOptions, build_data
+from timellm_launcher.models.backbone import gpt2_tokenizer_from_package, minilm_dir
+from timellm_launcher.models.dwt_prompt import COMPRESSIONS, WaveletPromptStatistics
+from timellm_launcher.models.prompt import StatisticsPrompt
 
 SEQ_LEN = 96
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY
-from core.errors import UserError
-from engine.estimate.compare import base_arguments, classify, parse_compare
-from engine.estimate.projection import (
+from timellm_launcher.core.errors import UserError
+from timellm_launcher.engine.estimate.compare import base_arguments, classify, parse_compare
+from timellm_launcher.engine.estimate.projection import (
     Cadence,
     Costs,
     batches_per_process,
@@ -70,9 +70,9 @@ def test_optimizer_steps_per_epoch(samples, batch, accum, processes, cap, expect
     ["--batch_size", "8", "--max_train_steps", "7"],
 ])
 def test_projected_steps_agree_with_the_builders(ett_root, extra):
-    from engine.config import build_parser, config_from_args
-    from engine.train.accelerator import build_accelerator
-    from engine.train.builders import build_training
+    from timellm_launcher.engine.config import build_parser, config_from_args
+    from timellm_launcher.engine.train.accelerator import build_accelerator
+    from timellm_launcher.engine.train.builders import build_training
 
     _reset_accelerate()
     args = build_parser("t").parse_args(["--data", "ETTh1", "--root_path", str(ett_root), *TINY,
@@ -165,7 +165,7 @@ def test_failed_children_are_classified():
 def test_out_of_memory_is_recognised():
     import torch
 
-    from engine.estimate.estimator import is_out_of_memory
+    from timellm_launcher.engine.estimate.estimator import is_out_of_memory
 
     assert is_out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1"))
     assert is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
@@ -239,7 +239,7 @@ def test_warmup_is_excluded_from_the_statistics(estimate):
 
 def test_warmup_charge_is_the_excess_over_the_slowest_timed_step():
     """Warm-up steps at the timed steps' speed cost nothing extra; only what exceeds the slowest timed step counts."""
-    from engine.estimate.estimator import TrainTiming
+    from timellm_launcher.engine.estimate.estimator import TrainTiming
 
     timing = TrainTiming(step_s=[1.0, 1.2, 0.8], data_wait_s=[0.0] * 3, warmup_s=[3.0, 1.15, 1.1])
     assert timing.warmup_extra_s == pytest.approx(3.0 - 1.2)
@@ -250,18 +250,18 @@ def test_a_slow_first_step_lands_in_the_warmup(ett_root, monkeypatch):
     """A first step made 2 s slower (as compilation would) is charged to the warm-up, never to the steady steps."""
     import time
 
-    import engine.train.loop
-    from engine.config import build_parser, config_from_args
-    from engine.estimate.estimator import time_training
-    from engine.train.accelerator import build_accelerator
-    from engine.train.builders import build_training
+    import timellm_launcher.engine.train.loop as loop_module
+    from timellm_launcher.engine.config import build_parser, config_from_args
+    from timellm_launcher.engine.estimate.estimator import time_training
+    from timellm_launcher.engine.train.accelerator import build_accelerator
+    from timellm_launcher.engine.train.builders import build_training
 
     _reset_accelerate()
     cfg = config_from_args(build_parser("t").parse_args(["--data", "ETTh1", "--root_path", str(ett_root),
                                                          "--features", "S", *TINY]))
     accelerator = build_accelerator(cfg)
     setup = build_training(cfg, accelerator)
-    real_step, calls = engine.train.loop.train_step, []
+    real_step, calls = loop_module.train_step, []
 
     def first_step_slow(*args, **kwargs):
         calls.append(1)
@@ -269,7 +269,7 @@ def test_a_slow_first_step_lands_in_the_warmup(ett_root, monkeypatch):
             time.sleep(2.0)
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(engine.train.loop, "train_step", first_step_slow)
+    monkeypatch.setattr(loop_module, "train_step", first_step_slow)
     timing = time_training(setup, accelerator, cfg, warmup=1, measure=3)
     assert len(calls) == 4 and len(timing.step_s) == 3 and len(timing.warmup_s) == 1
     assert timing.warmup_s[0] >= 2.0
@@ -280,10 +280,10 @@ def test_a_slow_first_step_lands_in_the_warmup(ett_root, monkeypatch):
 
 def test_measure_seconds_extends_the_timed_steps_up_to_the_cap(ett_root):
     """--measure_batches is a minimum: short steps are timed until --measure_seconds have passed (capped)."""
-    from engine.config import build_parser, config_from_args
-    from engine.estimate.estimator import time_training
-    from engine.train.accelerator import build_accelerator
-    from engine.train.builders import build_training
+    from timellm_launcher.engine.config import build_parser, config_from_args
+    from timellm_launcher.engine.estimate.estimator import time_training
+    from timellm_launcher.engine.train.accelerator import build_accelerator
+    from timellm_launcher.engine.train.builders import build_training
 
     _reset_accelerate()
     cfg = config_from_args(build_parser("t").parse_args(["--data", "ETTh1", "--root_path", str(ett_root),

@@ -45,13 +45,13 @@ def test_last_test_window_matches_the_trainers_forecast(trained):
     rows before that window's target, both in data units."""
     from accelerate.state import AcceleratorState, PartialState
 
-    from engine.config import Config
-    from engine.evaluate.loop import forecast
-    from engine.forecast.forecaster import Forecaster
-    from engine.train.accelerator import build_accelerator
-    from engine.train.checkpoint import load_weights
-    from engine.train.trainer import Trainer
-    from models.attention import eval_attention
+    from timellm_launcher.engine.config import Config
+    from timellm_launcher.engine.evaluate.loop import forecast
+    from timellm_launcher.engine.forecast.forecaster import Forecaster
+    from timellm_launcher.engine.train.accelerator import build_accelerator
+    from timellm_launcher.engine.train.checkpoint import load_weights
+    from timellm_launcher.engine.train.trainer import Trainer
+    from timellm_launcher.models.attention import eval_attention
 
     run, result, frame = trained
     cfg = Config(**{**result["config"], "is_training": 0})
@@ -75,7 +75,7 @@ def test_last_test_window_matches_the_trainers_forecast(trained):
 
 
 def test_rolling_over_the_test_split_gives_the_test_metrics(trained, tmp_path):
-    from engine.forecast.forecaster import Forecaster
+    from timellm_launcher.engine.forecast.forecaster import Forecaster
 
     run, result, frame = trained
     a, b = result["data"]["borders"]["test"]
@@ -97,7 +97,7 @@ def test_rolling_over_the_test_split_gives_the_test_metrics(trained, tmp_path):
 
 
 def test_cli_writes_what_the_api_returns(trained, tmp_path, capsys):
-    from engine.forecast.forecaster import Forecaster
+    from timellm_launcher.engine.forecast.forecaster import Forecaster
 
     run, _, frame = trained
     frame.to_csv(tmp_path / "new.csv", index=False)
@@ -119,7 +119,7 @@ def test_cli_writes_what_the_api_returns(trained, tmp_path, capsys):
 
 @pytest.mark.parametrize("freq,features", [("h", "S"), ("D", "MS"), ("15min", "M")])
 def test_timestamps_continue_the_data_frequency(tmp_path, freq, features):
-    from engine.forecast.forecaster import Forecaster
+    from timellm_launcher.engine.forecast.forecaster import Forecaster
 
     frame = synthetic_frame(700, COLUMNS, freq=freq)
     run, result = _train(tmp_path, frame, "--features", features)
@@ -244,7 +244,7 @@ def test_outputs_never_overwrite_the_run_or_the_input(trained, tmp_path, capsys)
 
 
 def test_a_fixed_day_of_the_month_continues_on_that_day(tmp_path):
-    from engine.forecast.forecaster import Forecaster
+    from timellm_launcher.engine.forecast.forecaster import Forecaster
 
     frame = synthetic_frame(400, COLUMNS, freq="MS")
     frame["date"] = (pd.to_datetime(frame["date"]) + pd.Timedelta(days=14)).dt.strftime("%Y-%m-%d")  # the 15th
@@ -256,7 +256,7 @@ def test_a_fixed_day_of_the_month_continues_on_that_day(tmp_path):
 
 # ------------------------------------------------------------------------------------------ bounded backtests
 def test_window_starts_count_back_from_the_last_window():
-    from engine.forecast.backtest import window_starts
+    from timellm_launcher.engine.forecast.backtest import window_starts
 
     assert window_starts(10, 0, 1).tolist() == list(range(10))
     assert window_starts(10, 3, 4).tolist() == [1, 5, 9]
@@ -264,7 +264,7 @@ def test_window_starts_count_back_from_the_last_window():
 
 
 def test_backtest_takes_the_last_windows_step_size_apart(trained):
-    from engine.forecast.forecaster import Forecaster
+    from timellm_launcher.engine.forecast.forecaster import Forecaster
 
     run, result, frame = trained
     scored = Forecaster.load(run).predict(frame, rolling=True, n_windows=5, step_size=3)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import TINY, run_cli
-from engine.evaluate.intervals import CoverageCounter, ResidualSample
+from timellm_launcher.engine.evaluate.intervals import CoverageCounter, ResidualSample
 
 
 def test_the_score_quantile_is_the_conformal_rank_of_the_normalised_residuals():
@@ -43,7 +43,7 @@ def test_too_few_residuals_give_an_unbounded_interval():
 
 
 def test_a_large_split_is_sampled_evenly_within_the_bound(monkeypatch):
-    import engine.evaluate.intervals as intervals
+    import timellm_launcher.engine.evaluate.intervals as intervals
 
     monkeypatch.setattr(intervals, "MAX_CALIBRATION_ROWS", 10)
     sample = ResidualSample(expected_rows=100)
@@ -81,7 +81,7 @@ def test_coverage_on_noise_of_known_size_is_nominal(noisy_run):
 
 
 def test_forecast_columns_and_rolling_coverage_match_the_trainer(noisy_run):
-    from engine.forecast.forecaster import Forecaster
+    from timellm_launcher.engine.forecast.forecaster import Forecaster
 
     folder, frame, result = noisy_run
     run = folder / "results" / result["setting"]

@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from conftest import ROOT, TINY
-from engine.estimate.memory_plan import Fit, Linear, Shapes, Target, compose, decide, parse_size_mb
-from models.backbone import load_backbone
-from models.synthetic_backbone import write_llama_folder
+from timellm_launcher.engine.estimate.memory_plan import Fit, Linear, Shapes, Target, compose, decide, parse_size_mb
+from timellm_launcher.models.backbone import load_backbone
+from timellm_launcher.models.synthetic_backbone import write_llama_folder
 
 SHAPE = {"hidden_size": 1536, "intermediate_size": 4096, "num_hidden_layers": 8, "num_attention_heads": 24,
          "num_key_value_heads": 24}
@@ -44,8 +44,8 @@ def test_bf16_folder_loads_within_its_kept_bytes(llama_folder):
     1.15 x those weights' bytes above the process's baseline; a float32 detour would cost 3x."""
     reading = _python(f"""
 import json, torch
-from engine.report.memory import MemoryMeter
-from models.backbone import load_tokenizer, load_backbone
+from timellm_launcher.engine.report.memory import MemoryMeter
+from timellm_launcher.models.backbone import load_tokenizer, load_backbone
 meter = MemoryMeter(torch.device("cpu"))
 load_tokenizer("LLAMA", llm_path={str(llama_folder)!r}, llm_init="pretrained")
 base = meter.now_mb()
@@ -199,7 +199,7 @@ def _fit() -> Fit:
 
 
 def _cfg(**changes):
-    from engine.config import Config
+    from timellm_launcher.engine.config import Config
 
     return Config(**{"batch_size": 24, "eval_batch_size": 8, **changes}).validate()
 
@@ -251,7 +251,7 @@ def test_device_memory_sizes(text, mb):
 
 @pytest.mark.parametrize("text", ["", "lots", "-4GB", "0GB", "12PB"])
 def test_device_memory_refuses_what_is_not_a_size(text):
-    from core.errors import UserError
+    from timellm_launcher.core.errors import UserError
 
     with pytest.raises(UserError, match="--device_memory"):
         parse_size_mb(text)

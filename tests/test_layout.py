@@ -35,21 +35,30 @@ def _layer(module: str) -> str:
     return module.split(".")[0]
 
 
+PACKAGE = "timellm_launcher"
+
+
 def _imports(path: Path) -> set[str]:
+    """The project modules a file imports, named without the package prefix (engine.train, models, ...)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module if node.module != "engine" else f"engine.{node.names[0].name}")
+            found.add(node.module if node.module != f"{PACKAGE}.engine" else f"engine.{node.names[0].name}")
         elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
-    return {m for m in found if m.split(".")[0] in {"core", "data_provider", "models", "engine"}}
+    inside = {m.removeprefix(PACKAGE + ".") for m in found if m.startswith(PACKAGE + ".")}
+    return {m for m in inside if m.split(".")[0] in {"core", "data_provider", "models", "engine"}}
+
+
+def _module(path: Path) -> str:
+    return ".".join(path.relative_to(ROOT / PACKAGE).with_suffix("").parts).removesuffix(".__init__")
 
 
 def test_no_import_points_up():
     upward = []
     for path in sorted(p for package in ("core", "data_provider", "models", "engine")
-                       for p in (ROOT / package).rglob("*.py")):
-        module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+                       for p in (ROOT / PACKAGE / package).rglob("*.py")):
+        module = _module(path)
         layer = _layer(module)
         if layer not in LAYERS:
             continue
@@ -61,5 +70,10 @@ def test_no_import_points_up():
 
 
 def test_every_module_belongs_to_a_layer():
-    modules = [".".join(p.relative_to(ROOT).with_suffix("").parts) for p in ROOT.glob("engine/**/*.py")]
-    assert all(_layer(m) in LAYERS or m == "engine.__init__" for m in modules), modules
+    modules = [_module(p) for p in (ROOT / PACKAGE).glob("engine/**/*.py")]
+    assert all(_layer(m) in LAYERS or m == "engine" for m in modules), modules
+
+
+def test_nothing_generic_lands_at_the_top_of_site_packages():
+    """Installed, the project is one package (timellm_launcher); core, engine, models... live inside it."""
+    assert not any((ROOT / name).exists() for name in ("core", "data_provider", "models", "engine"))

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from conftest import TINY, run_cli
-from core.errors import UserError
-from data_provider.m4 import PATTERNS, M4TrainWindows, build_m4_data, load_pattern
-from data_provider.synthetic import write_m4
-from engine.config import Config
-from engine.evaluate.m4_metrics import (
+from timellm_launcher.core.errors import UserError
+from timellm_launcher.data_provider.m4 import PATTERNS, M4TrainWindows, build_m4_data, load_pattern
+from timellm_launcher.data_provider.synthetic import write_m4
+from timellm_launcher.engine.config import Config
+from timellm_launcher.engine.evaluate.m4_metrics import (
     autocorrelation,
     is_seasonal,
     mase_per_series,
@@ -24,9 +24,9 @@ from engine.evaluate.m4_metrics import (
     smape_per_series,
     summarize_patterns,
 )
-from engine.report.summarize import main as summarize_main
-from engine.train.losses import mase as mase_loss
-from engine.train.losses import smape as smape_loss
+from timellm_launcher.engine.report.summarize import main as summarize_main
+from timellm_launcher.engine.train.losses import mase as mase_loss
+from timellm_launcher.engine.train.losses import smape as smape_loss
 
 
 @pytest.fixture(scope="module")

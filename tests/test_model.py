@@ -7,13 +7,13 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModel, AutoTokenizer
 
-from core.errors import UserError
-from data_provider.data_factory import DataOptions, build_data
-from engine.config import Config
-from engine.train.builders import build_model
-from models.backbone import gpt2_tokenizer_from_package, load_backbone, minilm_dir
-from models.prompt import StatisticsPrompt
-from models.time_llm import TimeLLM
+from timellm_launcher.core.errors import UserError
+from timellm_launcher.data_provider.data_factory import DataOptions, build_data
+from timellm_launcher.engine.config import Config
+from timellm_launcher.engine.train.builders import build_model
+from timellm_launcher.models.backbone import gpt2_tokenizer_from_package, load_backbone, minilm_dir
+from timellm_launcher.models.prompt import StatisticsPrompt
+from timellm_launcher.models.time_llm import TimeLLM
 
 
 def tiny_model(pred_len: int = 12, seq_len: int = 48, dropout: float = 0.0) -> TimeLLM:

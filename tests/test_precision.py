@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from conftest import TINY, run_cli
-from engine.config import build_parser, config_from_args
-from engine.train import accelerator as acc_module
-from engine.train.accelerator import native_bf16, precision_choice
+from timellm_launcher.engine.config import build_parser, config_from_args
+from timellm_launcher.engine.train import accelerator as acc_module
+from timellm_launcher.engine.train.accelerator import native_bf16, precision_choice
 
 SAPPHIRE_RAPIDS = {"avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8"}
 ZEN4 = {"avx2", "avx512f", "avx512bw", "avx512_bf16", "avx512_vnni"}

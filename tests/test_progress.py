@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 from conftest import ROOT, TINY
-from engine import progress as progress_module
-from engine.progress import LogProgress, progress
+from timellm_launcher.engine import progress as progress_module
+from timellm_launcher.engine.progress import LogProgress, progress
 
 
 class Clock:

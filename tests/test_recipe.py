@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from conftest import TINY, run_cli, synthetic_frame
-from core.errors import UserError
-from engine.config import build_parser, config_from_args
-from engine.train.optim import build_optimizer
-from engine.train.schedules import build_scheduler, schedule_params
-from models.backbone import load_tokenizer
-from models.prompt import StatisticsPrompt
+from timellm_launcher.core.errors import UserError
+from timellm_launcher.engine.config import build_parser, config_from_args
+from timellm_launcher.engine.train.optim import build_optimizer
+from timellm_launcher.engine.train.schedules import build_scheduler, schedule_params
+from timellm_launcher.models.backbone import load_tokenizer
+from timellm_launcher.models.prompt import StatisticsPrompt
 
 EPOCHS, STEPS, LR = 6, 3, 0.01
 

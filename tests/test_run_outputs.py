@@ -10,11 +10,11 @@ import torch
 from PIL import Image
 
 from conftest import TINY, read_scalars, run_cli, synthetic_frame
-from engine.config import Config
-from engine.train.builders import build_training
-from engine.train.loop import train_step
-from engine.train.losses import build_loss
-from engine.train.nan_guard import NonFiniteGuard
+from timellm_launcher.engine.config import Config
+from timellm_launcher.engine.train.builders import build_training
+from timellm_launcher.engine.train.loop import train_step
+from timellm_launcher.engine.train.losses import build_loss
+from timellm_launcher.engine.train.nan_guard import NonFiniteGuard
 
 
 @pytest.fixture(scope="module")

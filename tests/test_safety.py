@@ -158,7 +158,7 @@ def test_outputs_share_one_file_mode(tmp_path, frame):
 # ------------------------------------------------------------------ checkpoints: damage and fallback
 def _stopped_run(tmp_path: Path, args: list[str], at_step: int) -> Path:
     """Run `args` and stop it with SIGTERM (delivered by the run's own process) once `at_step` steps are done."""
-    import engine.train.loop as loop_module
+    import timellm_launcher.engine.train.loop as loop_module
 
     real = loop_module.train_step
     calls = {"n": 0}
@@ -251,7 +251,7 @@ def test_stopped_at_any_step_resumes_to_the_uninterrupted_metrics(tmp_path, fram
 
 def test_crash_while_writing_a_checkpoint_resumes_to_the_uninterrupted_metrics(tmp_path, frame):
     """The process dies inside a state save, after part of last.tmp/ is written: the state before it is used."""
-    import engine.train.checkpoint as checkpoint
+    import timellm_launcher.engine.train.checkpoint as checkpoint
 
     _write(tmp_path, frame)
     args = [*_custom(tmp_path), *RESUMABLE]
@@ -281,7 +281,7 @@ def test_crash_while_writing_a_checkpoint_resumes_to_the_uninterrupted_metrics(t
 
 
 def test_sigterm_during_the_test_says_how_to_continue(tmp_path, frame, capsys):
-    import engine.train.trainer as trainer_module
+    import timellm_launcher.engine.train.trainer as trainer_module
 
     _write(tmp_path, frame)
     real = trainer_module.evaluate
@@ -366,7 +366,7 @@ def test_unknown_backbone_with_random_init_does_not_suggest_random_init(tmp_path
 
 
 def test_llm_path_with_random_init_uses_its_config(tmp_path, frame):
-    from models.backbone import minilm_dir
+    from timellm_launcher.models.backbone import minilm_dir
 
     _write(tmp_path, frame)
     args = [*_custom(tmp_path), *SHORT, "--llm_path", str(minilm_dir()), "--llm_dim", "0"]
@@ -392,9 +392,9 @@ def test_fuzzed_files_build_or_fail_in_one_line(tmp_path_factory):
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
-    from core.errors import UserError
-    from data_provider.data_factory import build_data
-    from engine.config import Config
+    from timellm_launcher.core.errors import UserError
+    from timellm_launcher.data_provider.data_factory import build_data
+    from timellm_launcher.engine.config import Config
 
     values = st.one_of(st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=False),  # flushed here
                        st.sampled_from([1e308, -1e308, 1e-308, 5e-324, 0.0, 1e45]))
@@ -505,7 +505,7 @@ def test_stray_resume_folder_creates_nothing(tmp_path, frame, capsys):
 
 
 def test_sigterm_during_the_last_validation_stops_before_the_test(tmp_path, frame, capsys):
-    import engine.train.trainer as trainer_module
+    import timellm_launcher.engine.train.trainer as trainer_module
 
     _write(tmp_path, frame)
     args = [*_custom(tmp_path), *RESUMABLE]

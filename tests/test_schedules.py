@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from conftest import TINY, run_cli
-from core.errors import UserError
-from engine.config import Config
-from engine.train.optim import build_optimizer, decay_groups, effective_lr
-from engine.train.schedules import (
+from timellm_launcher.core.errors import UserError
+from timellm_launcher.engine.config import Config
+from timellm_launcher.engine.train.optim import build_optimizer, decay_groups, effective_lr
+from timellm_launcher.engine.train.schedules import (
     COS_ETA_MIN,
     ScheduleParams,
     build_scheduler,

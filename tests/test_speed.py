@@ -14,10 +14,10 @@ import torch
 
 from benchmarks.reference_path import ReferenceTimeLLM, ReferenceTrainer
 from conftest import ROOT, TINY, run_cli
-from engine.config import Config
-from engine.train.cadence import score_test_after_epoch, validate_after_epoch, validate_after_step
-from models.backbone import is_causal, load_backbone
-from models.time_llm import TimeLLM
+from timellm_launcher.engine.config import Config
+from timellm_launcher.engine.train.cadence import score_test_after_epoch, validate_after_epoch, validate_after_step
+from timellm_launcher.models.backbone import is_causal, load_backbone
+from timellm_launcher.models.time_llm import TimeLLM
 
 
 def model_pair(dtype: torch.dtype) -> tuple[TimeLLM, ReferenceTimeLLM]:
@@ -181,8 +181,8 @@ def test_compile_trains_to_the_same_loss(ett_root, tmp_path, default_run):
 
 
 def test_device_loader_shards_a_permutation_without_overlap(ett_root):
-    from data_provider.data_factory import build_data
-    from data_provider.device_batches import DeviceWindowLoader
+    from timellm_launcher.data_provider.data_factory import build_data
+    from timellm_launcher.data_provider.device_batches import DeviceWindowLoader
 
     cfg = Config(data="ETTh1", root_path=str(ett_root), features="M", seq_len=48, pred_len=12)
     train = build_data(cfg.data_options()).datasets["train"]

@@ -12,7 +12,7 @@ from conftest import TINY, read_scalars, run_cli, synthetic_frame
 def test_every_accelerate_tracker_is_a_choice():
     from accelerate.tracking import LOGGER_TYPE_TO_CLASS
 
-    from engine.config import TRACKER_NAMES
+    from timellm_launcher.engine.config import TRACKER_NAMES
 
     assert set(TRACKER_NAMES) == set(LOGGER_TYPE_TO_CLASS)
 

@@ -12,10 +12,10 @@ import pytest
 import pywt
 import torch
 
-from core.errors import UserError
-from engine.config import Config
-from models.layers import PatchEmbedding
-from models.wavelets import SWT, WAVELETS
+from timellm_launcher.core.errors import UserError
+from timellm_launcher.engine.config import Config
+from timellm_launcher.models.layers import PatchEmbedding
+from timellm_launcher.models.wavelets import SWT, WAVELETS
 
 
 @pytest.mark.parametrize("wavelet", WAVELETS)

@@ -1,0 +1,255 @@
+"""Checkpoints that hold the trainable parameters only (the frozen LLM is reloaded from its source).
+
+Layout of `<checkpoints>/<run>/`:
+  best.safetensors   trainable weights of the best validation epoch (what the test set is scored with)
+  last/              everything `--resume` needs: model.safetensors, optimizer.safetensors (tensors, with the
+                     parameter groups as JSON metadata), training_state.json (progress, scheduler, config, data
+                     fingerprint), rng_rank<i>.json; under DeepSpeed its own sharded checkpoint instead of the
+                     first two (frozen parameters excluded)
+  previous/          the state saved before last/: resume falls back to it when last/ is damaged
+Nothing here is a pickle, so a shared run folder cannot run code when it is read. The one exception is DeepSpeed's
+shards (zero/*.pt), which DeepSpeed itself writes and reads with torch's full unpickler: resume only DeepSpeed
+states you wrote. Every write goes to a temporary name first and is moved into place, so a crash mid-write leaves
+the previous checkpoint intact. """
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from timellm_launcher.core.errors import UserError, write_failure
+from timellm_launcher.core.files import atomic_path
+
+DEEPSPEED_TAG = "zero"
+STATES = ("last", "previous")  # resumable states, newest first
+
+
+class DamagedCheckpoint(UserError):
+    """A checkpoint file exists but cannot be read (truncated, overwritten, not what its name says)."""
+
+
+def _read(path: Path, reader):
+    """reader(path), with any failure to parse the file reported as one line naming it."""
+    try:
+        return reader(path)
+    except FileNotFoundError:
+        raise DamagedCheckpoint(f"{path}: missing from the checkpoint") from None
+    except Exception as err:  # noqa: BLE001 (torch.load and safetensors raise many types on damaged bytes)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DamagedCheckpoint(f"{path}: damaged checkpoint file, cannot be read ({first[:200]})") from None
+
+
+STATE_FILE = "training_state.json"
+
+
+def _json_file(path: Path) -> Any:
+    return _read(path, lambda p: json.loads(p.read_text(encoding="utf-8")))
+
+
+def _write_json_state(path: Path, value: Any) -> None:
+    """JSON that keeps infinities (a best score before any validation), atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(value), encoding="utf-8")
+
+
+def _zip_intact(path: Path) -> None:
+    """A DeepSpeed shard is a zip archive (torch's format): check every member's CRC without unpickling anything."""
+    with zipfile.ZipFile(path) as archive:
+        broken = archive.testzip()
+    if broken is not None:
+        raise ValueError(f"member {broken} fails its CRC")
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach().to("cpu", copy=True).contiguous()
+            for name, p in model.named_parameters() if p.requires_grad}
+
+
+def save_weights(model: nn.Module, path: Path, metadata: dict[str, Any] | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        save_file(trainable_state(model), str(tmp), metadata={k: json.dumps(v) for k, v in (metadata or {}).items()})
+
+
+def weights_run_id(path: Path) -> str | None:
+    """The id of the run that wrote a weights file (its safetensors metadata), None when it records none."""
+    def read(p: Path) -> str | None:
+        with safe_open(str(p), framework="pt") as handle:
+            value = (handle.metadata() or {}).get("run_id")
+        return json.loads(value) if value else None
+    return _read(path, read)
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path} (train this setting first, or check --checkpoints)")
+    state = _read(path, lambda p: load_file(str(p)))
+    expected = {name for name, p in model.named_parameters() if p.requires_grad}
+    if set(state) != expected:
+        raise UserError(f"{path} does not match this model's trainable parameters "
+                        "(was it trained with other --d_model/--d_ff/--llm_model flags?)")
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, tensor in state.items():
+            if params[name].shape != tensor.shape:
+                raise UserError(f"{path}: parameter {name} has shape {tuple(tensor.shape)}, the model expects "
+                                f"{tuple(params[name].shape)}; check the model flags")
+            params[name].copy_(tensor)
+
+
+def rng_state() -> dict[str, Any]:
+    """Every generator's state as JSON values (lists of ints and floats)."""
+    version, words, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": [version, list(words), gauss], "numpy": [name, keys.tolist(), pos, has_gauss, cached],
+             "torch": torch.get_rng_state().tolist()}
+    if torch.cuda.is_available():
+        state["cuda"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, words, gauss = state["python"]
+    random.setstate((version, tuple(words), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda"]])
+
+
+def save_optimizer(optimizer: torch.optim.Optimizer, path: Path) -> None:
+    """The optimizer's tensors into safetensors; its parameter groups and non-tensor state as JSON metadata."""
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, entries in state["state"].items():
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{index}/{key}"] = value.detach().to("cpu").contiguous()
+            else:
+                scalars[f"{index}/{key}"] = value
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"param_groups": json.dumps(state["param_groups"]),
+                                               "scalars": json.dumps(scalars)})
+
+
+def load_optimizer_file(path: Path) -> dict[str, Any]:
+    """The state dict save_optimizer wrote (tuples in the parameter groups come back as tuples)."""
+    def read(p: Path) -> dict[str, Any]:
+        with safe_open(str(p), framework="pt") as handle:
+            meta = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+        groups = json.loads(meta["param_groups"])
+        entries: dict[int, dict[str, Any]] = {}
+        for key, value in [*tensors.items(), *json.loads(meta["scalars"]).items()]:
+            index, name = key.split("/", 1)
+            entries.setdefault(int(index), {})[name] = value
+        for group in groups:
+            group.update({k: tuple(v) for k, v in group.items() if k == "betas"})
+        return {"state": entries, "param_groups": groups}
+    return _read(path, read)
+
+
+def _is_deepspeed(model: nn.Module) -> bool:
+    return hasattr(model, "save_checkpoint") and hasattr(model, "load_checkpoint")
+
+
+def save_training_state(accelerator: Accelerator, model: nn.Module, raw_model: nn.Module,
+                        optimizer: torch.optim.Optimizer, progress: dict[str, Any], run_dir: Path) -> None:
+    """Called on every rank: each writes its share into last.tmp, then the main process moves last/ to previous/
+    and last.tmp/ to last/. A crash at any point leaves at least one complete state."""
+    folder = run_dir / STATES[0]
+    tmp, previous = run_dir / (STATES[0] + ".tmp"), run_dir / STATES[1]
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    try:
+        if _is_deepspeed(model):
+            model.save_checkpoint(str(tmp), tag=DEEPSPEED_TAG, save_latest=False, exclude_frozen_parameters=True)
+        elif accelerator.is_main_process:
+            save_weights(raw_model, tmp / "model.safetensors")
+            save_optimizer(optimizer, tmp / "optimizer.safetensors")
+        _write_json_state(tmp / f"rng_rank{accelerator.process_index}.json", rng_state())
+        if accelerator.is_main_process:
+            _write_json_state(tmp / STATE_FILE, progress)
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)  # last/ and previous/ stay as they were
+        failure = write_failure(tmp, err)
+        if failure is not None:
+            raise failure from None
+        raise
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if folder.exists():
+            shutil.rmtree(previous, ignore_errors=True)
+            os.replace(folder, previous)
+        os.replace(tmp, folder)
+    accelerator.wait_for_everyone()
+
+
+def find_states(run_dir: Path) -> list[Path]:
+    """The resumable states of a run folder, newest first (last/, then previous/)."""
+    return [run_dir / name for name in STATES if (run_dir / name / STATE_FILE).is_file()]
+
+
+def read_progress(folder: Path) -> dict[str, Any]:
+    """training_state.json of a state folder: progress, scheduler, config and data fingerprint, to be checked
+    against the run before any weight is loaded."""
+    if not (folder / STATE_FILE).is_file():
+        raise UserError(f"--resume {folder}: no {STATE_FILE} there (expected a checkpoint 'last' folder)")
+    saved = _json_file(folder / STATE_FILE)
+    if not isinstance(saved, dict) or not all(isinstance(saved.get(k), dict)
+                                              for k in ("progress", "scheduler", "config")):
+        raise DamagedCheckpoint(f"{folder / STATE_FILE}: not a training state (progress, scheduler and config "
+                                "missing)")
+    return saved
+
+
+def load_training_state(accelerator: Accelerator, model: nn.Module, raw_model: nn.Module,
+                        optimizer: torch.optim.Optimizer, folder: Path) -> dict[str, Any]:
+    """Restores weights and optimizer; returns this rank's RNG state for the caller to apply at the right point.
+    A file that cannot be read raises DamagedCheckpoint naming it."""
+    rng_file = folder / f"rng_rank{accelerator.process_index}.json"
+    rng_file = rng_file if rng_file.is_file() else folder / "rng_rank0.json"
+    rng = _json_file(rng_file)
+    if not isinstance(rng, dict) or not {"python", "numpy", "torch"} <= set(rng):
+        raise DamagedCheckpoint(f"{rng_file}: not a random-generator state")
+    if _is_deepspeed(model):
+        if not (folder / DEEPSPEED_TAG).is_dir():
+            raise UserError(f"--resume {folder}: not a DeepSpeed checkpoint; resume with the precision/DeepSpeed "
+                            "settings it was written with")
+        for part in sorted((folder / DEEPSPEED_TAG).glob("*.pt")):
+            _read(part, _zip_intact)
+        model.load_checkpoint(str(folder), tag=DEEPSPEED_TAG, load_module_strict=False,
+                              load_optimizer_states=True, load_lr_scheduler_states=False)
+    else:
+        if not (folder / "model.safetensors").is_file():
+            raise UserError(f"--resume {folder}: a DeepSpeed checkpoint; resume it with DeepSpeed enabled")
+        optimizer_state = load_optimizer_file(folder / "optimizer.safetensors")
+        load_weights(raw_model, folder / "model.safetensors")
+        try:
+            optimizer.load_state_dict(optimizer_state)
+        except (ValueError, KeyError, TypeError) as err:
+            raise DamagedCheckpoint(f"{folder / 'optimizer.safetensors'}: does not fit this model's optimizer "
+                                    f"({str(err).splitlines()[0][:200]})") from None
+    current = rng_state()
+    try:  # applied once here so a malformed state fails now, as one line, not mid-epoch
+        set_rng_state(rng)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise DamagedCheckpoint(f"{rng_file}: not a random-generator state ({str(err)[:200]})") from None
+    finally:
+        set_rng_state(current)
+    return rng
