@@ -52,7 +52,7 @@ use_dataset() {
       for used in "${USED_FILES[@]}"; do ln -s "$used" "$generated/"; done
     fi
     echo "SMOKE: $root/$2 not found; using a generated synthetic $2 in $generated"
-    "$PYTHON" -m data_provider.synthetic "$3" "$generated" > /dev/null
+    "$PYTHON" -m timellm_launcher.data_provider.synthetic "$3" "$generated" > /dev/null
     DATA_ROOT="$generated"
   elif [ -n "$generated" ] && [ -e "$root/$2" ]; then
     ln -s "$(cd "$root" && pwd)/$2" "$generated/"

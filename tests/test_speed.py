@@ -255,7 +255,8 @@ def test_killed_device_data_run_with_mid_epoch_validation_resumes_to_the_same_me
 def test_entry_points_flush_subnormals_in_every_thread(flush):
     """prepare_process (run first by run_main.py, the estimator and the benchmarks) makes CPU arithmetic treat
     subnormals as zero in torch's worker threads too: a large elementwise op runs on all of them."""
-    code = ("import sys; from engine.cli import prepare_process; prepare_process(flush_denormals=sys.argv[1] == '1')\n"
+    code = ("import sys; from timellm_launcher.engine.cli import prepare_process; "
+            "prepare_process(flush_denormals=sys.argv[1] == '1')\n"
             "import torch; x = torch.full((1 << 22,), 1e-39); print(int(((x * 1.0) != 0).sum()))")
     out = subprocess.run([sys.executable, "-c", code, "1" if flush else "0"], cwd=ROOT, capture_output=True,
                          text=True, check=True)

@@ -1,7 +1,7 @@
 """Generated stand-ins for the benchmark files, in their real layouts, for smoke runs and tests.
 
-    python -m data_provider.synthetic ETTh1 OUT_DIR      # OUT_DIR/ETTh1.csv (date + 7 columns, 17,420 hourly rows)
-    python -m data_provider.synthetic m4 OUT_DIR         # OUT_DIR/m4/M4-info.csv, training.npz, test.npz
+    python -m timellm_launcher.data_provider.synthetic ETTh1 OUT_DIR # OUT_DIR/ETTh1.csv (date + 7 columns, 17,420 rows)
+    python -m timellm_launcher.data_provider.synthetic m4 OUT_DIR    # OUT_DIR/m4/M4-info.csv, training.npz, test.npz
 
 The values are daily/weekly cycles with a trend and noise: learnable, never a stand-in for real results.
 """
