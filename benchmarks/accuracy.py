@@ -1,9 +1,9 @@
 """Is the forecast worth having? Train Time-LLM end to end beside its no-LLM ablation and the baselines.
 
-    python benchmarks/accuracy.py                                  # CPU: vic_elec, ETTh1, exchange_rate
-    python benchmarks/accuracy.py --datasets ETTh1                 # one of them
-    python benchmarks/accuracy.py --csv my.csv [-- --features M]   # any CSV with a date column and OT
-    python benchmarks/accuracy.py --gpu --llm_path /models/llama-7b   # the published configurations on a GPU
+    python -m benchmarks.accuracy                                  # CPU: vic_elec, ETTh1, exchange_rate
+    python -m benchmarks.accuracy --datasets ETTh1                 # one of them
+    python -m benchmarks.accuracy --csv my.csv [-- --features M]   # any CSV with a date column and OT
+    python -m benchmarks.accuracy --gpu --llm_path /models/llama-7b   # the published configurations on a GPU
 
 Each configuration runs as a user would run it: `python run_main.py <flags>` in a fresh process, outputs in a
 temporary folder. Every run scores the baselines (last value, seasonal naive, a least-squares linear map fit on

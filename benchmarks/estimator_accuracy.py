@@ -1,9 +1,9 @@
 """How right is estimate_training_time.py? Estimate a run, then do the run, and compare epoch by epoch.
 
-    python benchmarks/estimator_accuracy.py                       # tiny, then etth1-gpt2-6l
-    python benchmarks/estimator_accuracy.py --config tiny --repeat 3
-    python benchmarks/estimator_accuracy.py --config etth1-gpt2-6l -- --mixed_precision bf16   # extra flags
-    python benchmarks/estimator_accuracy.py --config tiny --csv exchange_rate.csv --repeat 3   # other data
+    python -m benchmarks.estimator_accuracy                       # tiny, then etth1-gpt2-6l
+    python -m benchmarks.estimator_accuracy --config tiny --repeat 3
+    python -m benchmarks.estimator_accuracy --config etth1-gpt2-6l -- --mixed_precision bf16   # extra flags
+    python -m benchmarks.estimator_accuracy --config tiny --csv exchange_rate.csv --repeat 3   # other data
 
 Each configuration runs twice as a user would run it, in fresh processes: first the estimator, then run_main.py
 with the same flags (outputs in a temporary folder, removed afterwards). The run's results.json holds the

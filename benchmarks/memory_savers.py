@@ -3,8 +3,8 @@
 Each variant runs in its own process (peak memory is per process), builds exactly what training builds
 (`engine.train.builders.build_training`) and times `--steps` optimizer steps after `--warmup` untimed ones.
 
-    python benchmarks/memory_savers.py                       # CPU: ETTh1, GPT-2 shape, 6 layers, batch 8
-    python benchmarks/memory_savers.py --batch_size 24 --variants all --json out.json   # on a GPU
+    python -m benchmarks.memory_savers                       # CPU: ETTh1, GPT-2 shape, 6 layers, batch 8
+    python -m benchmarks.memory_savers --batch_size 24 --variants all --json out.json   # on a GPU
 
 Variants: plain, bf16, fp16 (GPU only), zero2, zero2-bf16, zero2-offload, zero2-ckpt (activation
 checkpointing), each optionally on top of the precision. Prints a table and, with --json, writes it.

@@ -1,6 +1,6 @@
 """What --use_swt and --use_dwt_prompt cost per training step, measured side by side in one process.
 
-    python benchmarks/wavelet_cost.py [--config tiny|etth1-gpt2-6l|both] [--steps 6] [--root_path DIR]
+    python -m benchmarks.wavelet_cost [--config tiny|etth1-gpt2-6l|both] [--steps 6] [--root_path DIR]
 
 Builds the plain model and the three wavelet variants with the same builders as training (same data,
 same batches, same accelerator), then times real optimizer steps (engine/train/loop.py's train_step,
