@@ -48,9 +48,12 @@ def json_ready(value: Any) -> Any:
     return value
 
 
-def write_json(path: Path, value: Any) -> Path:
+def write_json(path: Path, value: Any, *, keep_infinity: bool = False) -> Path:
+    """Atomically; NaN and infinities become null, unless keep_infinity (state files this project reads back
+    itself, where an infinite best score must stay infinite) writes them as Python's json does."""
+    text = json.dumps(value) if keep_infinity else json.dumps(json_ready(value), indent=2, allow_nan=False)
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(json_ready(value), indent=2, allow_nan=False), encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
     return path
 
 

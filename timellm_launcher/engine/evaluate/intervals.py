@@ -67,21 +67,22 @@ class CoverageCounter:
     def __init__(self, calibration: dict, device: torch.device) -> None:
         self.floor = calibration["floor"]
         self.widths = {level: torch.tensor(w, device=device) for level, w in calibration["half_widths"].items()}
-        self.inside = dict.fromkeys(self.widths, 0)
-        self.width_sums = dict.fromkeys(self.widths, 0.0)
+        self.sums = torch.zeros(len(self.widths), 2, dtype=torch.float64, device=device)  # [inside, width] per level
         self.values = 0
 
     def update(self, pred: torch.Tensor, true: torch.Tensor, spread: torch.Tensor) -> None:
+        """Counts stay on the device: no host sync per batch."""
         error, scale = (pred - true).abs(), spread + self.floor  # [B, H, C], [B, 1, C]
-        for level, width in self.widths.items():
-            half = width[None, :, None] * scale
-            self.inside[level] += int((error <= half).sum())
-            self.width_sums[level] += float(2 * half.expand_as(error).sum())
+        for row, width in enumerate(self.widths.values()):
+            half = (width[None, :, None] * scale).expand_as(error)
+            self.sums[row, 0] += (error <= half).sum()
+            self.sums[row, 1] += 2 * half.sum(dtype=torch.float64)
         self.values += error.numel()
 
     def compute(self) -> dict[str, dict[str, float]]:
-        return {level: {"nominal": int(level) / 100, "coverage": self.inside[level] / self.values,
-                        "mean_width": self.width_sums[level] / self.values} for level in self.widths}
+        sums = (self.sums / self.values).tolist()
+        return {level: {"nominal": int(level) / 100, "coverage": inside, "mean_width": width}
+                for level, (inside, width) in zip(self.widths, sums, strict=True)}
 
 
 def coverage_line(coverage: dict[str, dict[str, float]]) -> str:

@@ -15,7 +15,7 @@ from timellm_launcher.engine.evaluate.intervals import column_name
 from timellm_launcher.engine.forecast.forecaster import Forecaster, read_run
 from timellm_launcher.engine.report.plots import draw_forecast
 from timellm_launcher.engine.report.results import RESULTS_FILE
-from timellm_launcher.engine.train.run_folders import BEST
+from timellm_launcher.engine.train.run_folders import BEST, version_name
 
 HISTORY_SHOWN = 4  # the plot shows this many forecast lengths of history before the forecast
 
@@ -39,7 +39,7 @@ def next_free(path: Path, taken: list[Path]) -> Path:
     candidate, number = path, 1
     while candidate.exists() or candidate in taken:
         number += 1
-        candidate = path.with_name(f"{path.stem}_v{number}{path.suffix}")
+        candidate = path.with_name(version_name(path.stem, number) + path.suffix)
     return candidate
 
 

@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from timellm_launcher.core.errors import UserError, write_failure
-from timellm_launcher.core.files import atomic_path
+from timellm_launcher.core.files import atomic_path, write_json
 
 DEEPSPEED_TAG = "zero"
 STATES = ("last", "previous")  # resumable states, newest first
@@ -56,12 +56,6 @@ STATE_FILE = "training_state.json"
 
 def _json_file(path: Path) -> Any:
     return _read(path, lambda p: json.loads(p.read_text(encoding="utf-8")))
-
-
-def _write_json_state(path: Path, value: Any) -> None:
-    """JSON that keeps infinities (a best score before any validation), atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(value), encoding="utf-8")
 
 
 def _zip_intact(path: Path) -> None:
@@ -182,9 +176,9 @@ def save_training_state(accelerator: Accelerator, model: nn.Module, raw_model: n
         elif accelerator.is_main_process:
             save_weights(raw_model, tmp / "model.safetensors")
             save_optimizer(optimizer, tmp / "optimizer.safetensors")
-        _write_json_state(tmp / f"rng_rank{accelerator.process_index}.json", rng_state())
+        write_json(tmp / f"rng_rank{accelerator.process_index}.json", rng_state(), keep_infinity=True)
         if accelerator.is_main_process:
-            _write_json_state(tmp / STATE_FILE, progress)
+            write_json(tmp / STATE_FILE, progress, keep_infinity=True)
     except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)  # last/ and previous/ stay as they were
         failure = write_failure(tmp, err)
