@@ -10,6 +10,7 @@ import pytest
 from conftest import TINY, run_cli, synthetic_frame
 from timellm_launcher.data_provider.data_factory import build_data
 from timellm_launcher.data_provider.seasonality import season_from_dates
+from timellm_launcher.data_provider.windows import WindowDataset
 from timellm_launcher.engine.config import Config
 from timellm_launcher.engine.evaluate.baselines import fit_linear, score_baselines, window_gram
 
@@ -45,10 +46,20 @@ def direct_scores(values: np.ndarray, borders: dict, seq_len: int, pred_len: int
 def test_window_gram_is_the_gram_matrix_of_every_window():
     series = np.random.default_rng(0).normal(size=40)
     windows = np.lib.stride_tricks.sliding_window_view(series, 7)
-    gram, sums, count = window_gram(series, 7)
+    gram, sums, count = window_gram(series, 7, np.array([0]), np.array([len(windows)]))
     np.testing.assert_allclose(gram, windows.T @ windows, rtol=1e-12)
     np.testing.assert_allclose(sums, windows.sum(axis=0), rtol=1e-12)
     assert count == len(windows)
+
+
+def test_window_gram_over_runs_sums_only_the_windows_of_each_run():
+    series = np.random.default_rng(0).normal(size=60)
+    starts, counts = np.array([0, 20, 41]), np.array([5, 9, 3])  # three series' windows; none crosses a boundary
+    windows = np.stack([series[s:s + 7] for a, n in zip(starts, counts, strict=True) for s in range(a, a + n)])
+    gram, sums, count = window_gram(series, 7, starts, counts)
+    np.testing.assert_allclose(gram, windows.T @ windows, rtol=1e-12)
+    np.testing.assert_allclose(sums, windows.sum(axis=0), rtol=1e-12)
+    assert count == 17
 
 
 def test_baselines_equal_a_direct_computation(tmp_path):
@@ -57,7 +68,7 @@ def test_baselines_equal_a_direct_computation(tmp_path):
                  pred_len=12, patch_len=8, stride=8).validate()
     data = build_data(cfg.data_options())
     assert data.season_length == 24  # hourly data: one day
-    got = score_baselines(data.datasets, data.datasets["train"].values.numpy(), 36, 12, data.season_length)
+    got = score_baselines(data.datasets, 36, 12, data.season_length)
     scaled = (pd.read_csv(tmp_path / "small.csv")[["a", "OT"]].to_numpy() - data.mean) / data.std
     scaled = scaled.astype(np.float32).astype(np.float64)  # the datasets hold float32
     borders = {s: data.borders.of(s) for s in ("val", "test")}
@@ -72,10 +83,13 @@ def test_baselines_equal_a_direct_computation(tmp_path):
 def test_linear_baseline_never_sees_validation_or_test_rows():
     rng = np.random.default_rng(1)
     train = rng.normal(size=(300, 2))
-    weights = fit_linear(train, 24, 6)
+    def fit(values: np.ndarray) -> np.ndarray:
+        return fit_linear(WindowDataset(values, 24, 6, channel_independent=True), 24, 6)
+
+    weights = fit(train)
     spoiled = np.vstack([train, rng.normal(size=(200, 2)) * 100])  # rows after the train split change nothing
-    np.testing.assert_allclose(fit_linear(spoiled[:300], 24, 6), weights)
-    assert not np.allclose(fit_linear(spoiled, 24, 6), weights)
+    np.testing.assert_allclose(fit(spoiled[:300]), weights)
+    assert not np.allclose(fit(spoiled), weights)
 
 
 def test_seasonal_naive_is_left_out_when_the_season_does_not_fit(tmp_path):
@@ -83,7 +97,7 @@ def test_seasonal_naive_is_left_out_when_the_season_does_not_fit(tmp_path):
     cfg = Config(data="custom", root_path=str(tmp_path), data_path="small.csv", seq_len=16, pred_len=8,
                  patch_len=8, stride=8).validate()
     data = build_data(cfg.data_options())
-    got = score_baselines(data.datasets, data.datasets["train"].values.numpy(), 16, 8, data.season_length)
+    got = score_baselines(data.datasets, 16, 8, data.season_length)
     assert set(got["test"]) == {"last_value", "linear"}  # a day of hourly data is longer than the window
 
 

@@ -14,11 +14,12 @@ from torch.utils.data import DataLoader
 
 from timellm_launcher.core.errors import UserError
 from timellm_launcher.data_provider.csv_loader import Series, read_series
+from timellm_launcher.data_provider.long_format import Holdout, read_long, scaled_values, train_scaler
 from timellm_launcher.data_provider.m4 import M4Data, build_m4_data
 from timellm_launcher.data_provider.registry import describe, get_spec, resolve_path
 from timellm_launcher.data_provider.seasonality import first_off_step, sampling_step, season_from_dates
 from timellm_launcher.data_provider.splits import SPLITS, Borders, check_lengths, compute_borders
-from timellm_launcher.data_provider.windows import WindowDataset, collate_batch
+from timellm_launcher.data_provider.windows import PanelWindowDataset, WindowDataset, collate_batch
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,10 @@ class DataOptions:
     seasonal_patterns: str = "Monthly"
     data_pretrain: str = ""
     data_path_pretrain: str = ""
+    id_col: str = "unique_id"
+    time_col: str = "ds"
+    val_size: int = 0
+    test_size: int = 0
 
 
 @dataclass
@@ -46,8 +51,8 @@ class DataBundle:
     path: Path
     columns: list[str]
     n_vars: int  # variables a model sample holds (1 when channel-independent)
-    borders: Borders
-    mean: np.ndarray  # scaler fitted on the train split only
+    borders: Borders | None  # None in long format, where each series is split by its own holdout
+    mean: np.ndarray  # scaler fitted on the train split only: per column, or per series in long format
     std: np.ndarray
     description: str
     datasets: dict[str, WindowDataset]
@@ -56,11 +61,15 @@ class DataBundle:
     test_data: DataBundle | None = None  # zero-shot: the dataset the test split comes from
     input: dict | None = None  # what a forecast of new data needs to read a file as this run did (input_record)
     notes: list[str] = dataclasses.field(default_factory=list)  # warnings about the file, printed once by the run
+    series_ids: np.ndarray | None = None  # long format: the id of each series (the row of mean/std)
 
     def summary(self) -> dict:
         summary = {"path": str(self.path), "columns": self.columns, "n_vars": self.n_vars,
-                   "borders": {s: list(self.borders.of(s)) for s in SPLITS},
                    "samples": {s: len(d) for s, d in self.datasets.items()}}
+        if self.borders is not None:
+            summary["borders"] = {s: list(self.borders.of(s)) for s in SPLITS}
+        if self.series_ids is not None:
+            summary["series"] = len(self.series_ids)
         if self.test_data is not None:
             summary["test_data"] = {k: v for k, v in self.test_data.summary().items() if k != "samples"}
         scored = self.test_data or self
@@ -87,6 +96,8 @@ def build_data(opts: DataOptions) -> DataBundle | M4Data:
         return build_m4_data(opts.root_path, opts.seasonal_patterns, opts.seq_len, opts.pred_len)
     if opts.data_pretrain:
         return build_zero_shot(opts)
+    if opts.data == "long":
+        return build_long_data(opts)
     return build_csv_data(opts)
 
 
@@ -95,8 +106,9 @@ def build_zero_shot(opts: DataOptions) -> DataBundle:
     of its own train split, as the reference Time-LLM's run_pretrain.py does (one Dataset object per file)."""
     if opts.data_pretrain in ("custom", "m4") and not opts.data_path_pretrain:
         raise UserError(f"--data_pretrain {opts.data_pretrain} needs --data_path_pretrain (a CSV under --root_path)")
-    if opts.data_pretrain == "m4" or opts.data == "m4":
-        raise UserError("zero-shot (--data_pretrain) works between long-term forecasting CSV datasets, not m4")
+    if {opts.data_pretrain, opts.data} & {"m4", "long"}:
+        raise UserError("zero-shot (--data_pretrain) works between wide long-term forecasting CSV datasets, not m4 "
+                        "or long")
     source_opts = dataclasses.replace(opts, data=opts.data_pretrain, data_path=opts.data_path_pretrain, enc_in=0,
                                       target="" if opts.data_pretrain != opts.data else opts.target)
     source = build_csv_data(source_opts)
@@ -142,6 +154,49 @@ def build_csv_data(opts: DataOptions) -> DataBundle:
                       notes=[*series.notes, *irregular_note(path, series.dates, record["freq"], record["regular"])])
 
 
+def build_long_data(opts: DataOptions) -> DataBundle:
+    """Many series in long format, windows and splits per series (data_provider/long_format.py)."""
+    if opts.features == "MS":
+        raise UserError("--data long reads one target per series (--features S); MS needs the wide format")
+    path = resolve_path(opts.data, opts.root_path, opts.data_path)
+    target = opts.target or get_spec("long").target
+    panel = read_long(path, id_col=opts.id_col, time_col=opts.time_col, target=target, fillna=opts.fillna)
+    holdout = Holdout(opts.seq_len, opts.pred_len, opts.val_size or opts.pred_len, opts.test_size or opts.pred_len,
+                      opts.percent)
+    if holdout.val < opts.pred_len or holdout.test < opts.pred_len:
+        raise UserError(f"--val_size and --test_size must be at least --pred_len {opts.pred_len} (or 0: one "
+                        f"horizon), got {opts.val_size} and {opts.test_size}")
+    total = len(panel.ids)
+    keep = panel.lengths >= holdout.min_length
+    notes = list(panel.notes)
+    if not keep.any():
+        raise UserError(f"{path}: none of its {total:,} series has the {holdout.min_length} points a series needs "
+                        f"(--seq_len {opts.seq_len} + --pred_len {opts.pred_len} + validation {holdout.val} + test "
+                        f"{holdout.test}); the longest has {int(panel.lengths.max())}")
+    if not keep.all():
+        notes.append(f"dropped {int((~keep).sum()):,} of {total:,} series shorter than {holdout.min_length} points "
+                     f"(seq_len {opts.seq_len} + pred_len {opts.pred_len} + validation {holdout.val} + test "
+                     f"{holdout.test})")
+        panel = panel.select(keep)
+    mean, std = train_scaler(panel, holdout.val, holdout.test)
+    values = torch.from_numpy(scaled_values(panel, mean, std, path))
+    datasets = {split: PanelWindowDataset(values, starts, series, opts.seq_len, opts.pred_len)
+                for split, (starts, series) in holdout.split_starts(panel.offsets).items()}
+    freq, uneven, season = panel.calendar()
+    if uneven:
+        notes.append(f"warning: {uneven:,} series of {path} do not step every {freq}; windows run over their gaps "
+                     "as if the rows were consecutive")
+    season_length = opts.season_length or season
+    record = {"format": "long", "id_col": opts.id_col, "time_col": opts.time_col, "target": target,
+              "features": "S", "freq": freq, "regular": not uneven, "season_length": season_length,
+              "fillna": opts.fillna, "val_size": holdout.val, "test_size": holdout.test,
+              "series": {"ids": [str(i) for i in panel.ids], "mean": [float(v) for v in mean],
+                         "std": [float(v) for v in std]}}
+    return DataBundle(path=path, columns=[target], n_vars=1, borders=None, mean=mean, std=std,
+                      description=describe(opts.data, path), datasets=datasets, season_length=season_length,
+                      input=record, notes=notes, series_ids=panel.ids)
+
+
 def irregular_note(path: Path, dates: pd.DatetimeIndex, freq: str, regular: bool) -> list[str]:
     """A warning when the dates do not step evenly: windows then span gaps as if the rows were consecutive."""
     if regular or not freq:
@@ -175,7 +230,8 @@ def fingerprint(data: DataBundle | M4Data) -> str:
     """A digest of the values a run trains and is scored on: the same data under another path gives the same one."""
     digest = hashlib.sha256()
     arrays = [*data.train_series, *data.test_series] if isinstance(data, M4Data) else \
-        [d.values.numpy() for d in data.datasets.values()]
+        [d.values.numpy() for d in data.datasets.values()] + \
+        [d.starts.numpy() for d in data.datasets.values() if isinstance(d, PanelWindowDataset)]
     for array in arrays:
         digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()[:32]

@@ -13,7 +13,7 @@ from timellm_launcher.core.errors import UserError
 class DatasetSpec:
     name: str
     default_file: str  # under --root_path; empty when the file ships with a package
-    split: str  # "ett_hour" | "ett_minute" | "ratio" (70/10/20)
+    split: str  # "ett_hour" | "ett_minute" | "ratio" (70/10/20) | "per_series" | "m4"
     target: str
     description: str
 
@@ -29,6 +29,8 @@ SPECS: dict[str, DatasetSpec] = {
     "custom": DatasetSpec("custom", "", "ratio", "OT", "A multivariate time series from a CSV file."),
     "vic_elec": DatasetSpec("vic_elec", "", "ratio", "Demand",
                             "Half-hourly electricity demand of Victoria, Australia, with daily and weekly cycles."),
+    # many series in one file (unique_id, ds, y): windows and splits per series (data_provider/long_format.py)
+    "long": DatasetSpec("long", "", "per_series", "y", "A collection of related time series."),
     # files, windows and splits of M4 live in data_provider/m4.py (--seasonal_patterns picks the subset)
     "m4": DatasetSpec("m4", "", "m4", "value", "The M4 forecasting competition data."),
 }
@@ -69,7 +71,8 @@ def resolve_path(name: str, root_path: str, data_path: str) -> Path:
         return vic_elec_path()
     file = data_path or spec.default_file
     if not file:
-        raise UserError(f"--data {name} needs --data_path (a CSV file under --root_path {root_path})")
+        kind = "a CSV or parquet file" if name == "long" else "a CSV file"
+        raise UserError(f"--data {name} needs --data_path ({kind} under --root_path {root_path})")
     return Path(root_path) / file
 
 

@@ -2,6 +2,7 @@
 
     python -m timellm_launcher.data_provider.synthetic ETTh1 OUT_DIR # OUT_DIR/ETTh1.csv (date + 7 columns, 17,420 rows)
     python -m timellm_launcher.data_provider.synthetic m4 OUT_DIR    # OUT_DIR/m4/M4-info.csv, training.npz, test.npz
+    python -m timellm_launcher.data_provider.synthetic long OUT_DIR  # OUT_DIR/long.parquet (10,000 series, 200-400 h)
 
 The values are daily/weekly cycles with a trend and noise: learnable, never a stand-in for real results.
 """
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pandas.tseries.frequencies import to_offset
 
 from timellm_launcher.data_provider.m4 import PATTERNS
 
@@ -52,6 +54,26 @@ def cyclic_frame(rows: int, columns: list[str], freq: str, seed: int = 0) -> pd.
     for i, name in enumerate(columns):
         data[name] = (2 + i % 5) * np.roll(waves, i) + rng.normal(0, 0.3, rows)
     return pd.DataFrame(data)
+
+
+def long_panel(series: int, min_length: int, max_length: int, freq: str = "h", seed: int = 0,
+               noise: float = 0.3) -> pd.DataFrame:
+    """Many series in long format (unique_id, ds, y) of unequal lengths at a fixed step (h, 15min, D, ...): each a
+    daily cycle of its own phase, amplitude and level, plus Gaussian noise of `noise` times its amplitude. Array
+    operations only: 10,000 series take a second."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(min_length, max_length + 1, size=series)
+    owner = np.repeat(np.arange(series), lengths)
+    step = np.arange(len(owner)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    phase, amplitude = rng.uniform(0, 24, series), rng.uniform(1, 10, series)
+    level, trend = rng.uniform(-50, 50, series), rng.normal(0, 0.01, series)
+    cycle = np.sin(2 * np.pi * (step + phase[owner]) / 24) + 0.5 * np.sin(2 * np.pi * step / 168)
+    y = level[owner] + amplitude[owner] * (cycle + trend[owner] * step + rng.normal(0, noise, len(owner)))
+    starts = pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 500, series), unit="D")
+    ds = pd.DatetimeIndex(starts[owner]) + pd.to_timedelta(step * pd.Timedelta(to_offset(freq)).value, unit="ns")
+    width = len(str(series - 1))
+    ids = np.char.add("s", np.char.zfill(np.arange(series).astype(str), width))
+    return pd.DataFrame({"unique_id": ids[owner], "ds": ds, "y": y})
 
 
 def write_benchmark(name: str, folder: Path, seed: int = 0) -> Path:
@@ -113,10 +135,18 @@ def write_m4(folder: Path, per_pattern: int = 40, seed: int = 0, layout: str = "
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Write a generated benchmark file in its real layout.")
-    parser.add_argument("name", choices=[*LAYOUTS, "m4"])
+    parser.add_argument("name", choices=[*LAYOUTS, "m4", "long"])
     parser.add_argument("folder", type=Path)
+    parser.add_argument("--series", type=int, default=10_000, help="long: how many series")
+    parser.add_argument("--min_length", type=int, default=200, help="long: shortest series")
+    parser.add_argument("--max_length", type=int, default=400, help="long: longest series")
     args = parser.parse_args()
-    path = write_m4(args.folder) if args.name == "m4" else write_benchmark(args.name, args.folder)
+    if args.name == "long":
+        args.folder.mkdir(parents=True, exist_ok=True)
+        path = args.folder / "long.parquet"
+        long_panel(args.series, args.min_length, args.max_length).to_parquet(path, index=False)
+    else:
+        path = write_m4(args.folder) if args.name == "m4" else write_benchmark(args.name, args.folder)
     print(path)
 
 

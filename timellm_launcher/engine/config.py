@@ -47,13 +47,21 @@ class Config:
     des: str = _flag("Exp", "experiment description, part of the setting name", group="basic")
 
     # --- data ---
-    data: str = _flag("vic_elec", "dataset: ETTh1 ETTh2 ETTm1 ETTm2 custom vic_elec m4", group="data")
+    data: str = _flag("vic_elec", "dataset: ETTh1 ETTh2 ETTm1 ETTm2 custom vic_elec m4, or long (many series in "
+                                  "one CSV/parquet file: --id_col, --time_col, --target)", group="data")
     root_path: str = _flag("./dataset", "folder holding --data_path", group="data", run_only=True)
     data_path: str = _flag("", "CSV file under --root_path (default: <data>.csv; vic_elec needs none)",
                            group="data", run_only=True)
     features: str = _flag("S", "M: all variables, each its own sample; S: the target alone; "
                                "MS: all variables in, the target scored", ["M", "S", "MS"], "data")
-    target: str = _flag("", "target column for S/MS (default: OT; Demand for vic_elec)", group="data")
+    target: str = _flag("", "target column for S/MS (default: OT; Demand for vic_elec; y for --data long)",
+                        group="data")
+    id_col: str = _flag("unique_id", "--data long: the column naming each series", group="data")
+    time_col: str = _flag("ds", "--data long: the date column", group="data")
+    val_size: int = _flag(0, "--data long: validation targets per series, its points before the test ones "
+                             "(0: pred_len, one window)", group="data", minimum=0)
+    test_size: int = _flag(0, "--data long: test targets per series, its last points (0: pred_len, one window)",
+                           group="data", minimum=0)
     fillna: str = _flag("none", "what to do with NaN/inf values: none (refuse) | ffill | zero",
                         ["none", "ffill", "zero"], "data")
     percent: int = _flag(100, "few-shot: percent of the training windows to use (1-100)", group="data")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 
@@ -54,3 +55,34 @@ class MetricAccumulator:
         return {"mse": mse, "mae": abs_sum / n, "rmse": math.sqrt(mse),
                 "mape": abs_pct / n_pct if n_pct else float("nan"),
                 "mspe": sq_pct / n_pct if n_pct else float("nan"), "smape": sym_sum / n}
+
+
+class SeriesScores:
+    """Per-series MSE and MAE of a long-format split (an observer of the evaluation loop): the errors of each window
+    summed into its series on the device, the window's series read from the dataset by its position (evaluation
+    batches arrive in dataset order)."""
+
+    def __init__(self, series: torch.Tensor, ids: list[str] | np.ndarray, std: np.ndarray,
+                 device: torch.device) -> None:
+        self.series, self.ids, self.std = series.to(device), ids, np.asarray(std, dtype=np.float64)
+        # per series: [windows, values, sum |error|, sum error^2]
+        self.sums = torch.zeros(4, len(ids), dtype=torch.float64, device=device)
+        self.seen = 0
+
+    def update(self, pred: torch.Tensor, true: torch.Tensor, _spread: torch.Tensor | None = None) -> None:
+        owner = self.series[self.seen:self.seen + len(pred)]
+        self.seen += len(pred)
+        err = (pred.double() - true.double()).flatten(1)
+        per_window = torch.stack([torch.ones_like(err[:, 0]), torch.full_like(err[:, 0], err.shape[1]),
+                                  err.abs().sum(1), (err * err).sum(1)])
+        self.sums.index_add_(1, owner, per_window)
+
+    def compute(self) -> dict[str, list]:
+        """Column lists over the series scored: id, windows, mse/mae scaled and in the series' own units."""
+        windows, count, abs_sum, sq_sum = self.sums.cpu().numpy()
+        scored = np.flatnonzero(windows > 0)
+        mse, mae = sq_sum[scored] / count[scored], abs_sum[scored] / count[scored]
+        std = self.std[scored]
+        return {"unique_id": [str(self.ids[i]) for i in scored], "windows": windows[scored].astype(int).tolist(),
+                "mse": mse.tolist(), "mae": mae.tolist(),
+                "mse_data": (mse * std ** 2).tolist(), "mae_data": (mae * std).tolist()}

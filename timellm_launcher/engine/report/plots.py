@@ -28,7 +28,7 @@ PLOT_NAME = "forecast.png"
 def target_window_indices(data: DataBundle, count: int) -> list[int]:
     """Test sample indices of `count` windows of the last variable, evenly spaced in time."""
     ds = data.datasets["test"]
-    if not hasattr(ds, "n_windows"):  # one fixed window per series (M4): spread over the series
+    if not hasattr(ds, "n_windows"):  # windows of many series (M4, long format): spread over the series
         return [int(i) for i in np.linspace(0, len(ds) - 1, num=min(count, len(ds))).round()]
     starts = np.linspace(0, ds.n_windows - 1, num=min(count, ds.n_windows)).round().astype(int)
     offset = (ds.n_vars - 1) * ds.n_windows if ds.channel_independent else 0
@@ -44,13 +44,21 @@ def forecast_target_windows(model: torch.nn.Module, data: DataBundle, count: int
     with torch.inference_mode(), accelerator.autocast():
         prediction = model(batch["x"].to(accelerator.device)).float().cpu()
     model.train(was_training)
-    scaled = hasattr(data, "mean")  # M4 series are modelled in their own units
-    mean, std = (float(data.mean[-1]), float(data.std[-1])) if scaled else (0.0, 1.0)
+    if getattr(data, "series_ids", None) is not None:  # long format: each window's own series scaler
+        series = data.datasets["test"].series[target_window_indices(data, count)].numpy()
+        mean, std = data.mean[series, None], data.std[series, None]
+    elif hasattr(data, "mean"):
+        mean, std = float(data.mean[-1]), float(data.std[-1])
+    else:  # M4 series are modelled in their own units
+        mean, std = 0.0, 1.0
 
     def unscale(values: torch.Tensor) -> np.ndarray:
         return values[..., -1].numpy() * std + mean
 
-    return {"history": unscale(batch["x"]), "truth": unscale(batch["y"]), "forecast": unscale(prediction)}
+    windows = {"history": unscale(batch["x"]), "truth": unscale(batch["y"]), "forecast": unscale(prediction)}
+    if getattr(data, "series_ids", None) is not None:
+        windows["labels"] = [f"series {data.series_ids[s]}" for s in series]
+    return windows
 
 
 def draw(path: Path, history: list[dict[str, Any]], windows: dict[str, np.ndarray], title: str,
@@ -81,7 +89,7 @@ def draw(path: Path, history: list[dict[str, Any]], windows: dict[str, np.ndarra
         ax.plot(t_future, truth, color="tab:green", label="truth")
         ax.plot(t_future, pred, color="tab:red", label="forecast")
         ax.axvline(0, color="0.7", linewidth=0.8)
-        ax.set_title(f"test window {i + 1}", fontsize=9)
+        ax.set_title(windows["labels"][i] if "labels" in windows else f"test window {i + 1}", fontsize=9)
         ax.set_ylabel(f"{target} (data units)")
         ax.set_xlabel("steps from the forecast origin")
         if i == 0:

@@ -34,6 +34,7 @@ from timellm_launcher.engine.config import RUN_ONLY, Config
 from timellm_launcher.engine.evaluate.baselines import baseline_lines, m4_baseline, score_baselines
 from timellm_launcher.engine.evaluate.intervals import CoverageCounter, ResidualSample, coverage_line
 from timellm_launcher.engine.evaluate.loop import evaluate
+from timellm_launcher.engine.evaluate.metrics import SeriesScores
 from timellm_launcher.engine.evaluate.short_term import evaluate_short_term
 from timellm_launcher.engine.progress import progress
 from timellm_launcher.engine.report.memory import MemoryMeter, peak_memory_mb
@@ -442,17 +443,21 @@ class Trainer:
         return sample.calibrate(self.cfg.levels)
 
     def _test(self) -> dict[str, Any]:
-        """The test metrics of the loaded checkpoint (with the intervals' coverage under --levels); a signal here
-        stops at once (training is complete)."""
+        """The test metrics of the loaded checkpoint (with the intervals' coverage under --levels, and per series in
+        long format); a signal here stops at once (training is complete)."""
         model, loader = self.setup.model, self.setup.loaders["test"]
         with stop_on_signal("test"):
             if self.cfg.task_name == "short_term_forecast":
                 return evaluate_short_term(model, loader, self.accelerator, self.setup.data)
-            if self.calibration is None:
-                return evaluate(model, loader, self.accelerator, "test")
-            counter = CoverageCounter(self.calibration, self.accelerator.device)
-            return {**evaluate(model, loader, self.accelerator, "test", observers=[counter]),
-                    "intervals": counter.compute()}
+            observers = {}
+            if self.calibration is not None:
+                observers["intervals"] = CoverageCounter(self.calibration, self.accelerator.device)
+            data = self.setup.data
+            if data.series_ids is not None:  # long format: each series' own scores too
+                observers["per_series"] = SeriesScores(loader.dataset.series, data.series_ids, data.std,
+                                                       self.accelerator.device)
+            scores = evaluate(model, loader, self.accelerator, "test", observers=observers.values())
+            return {**scores, **{name: observer.compute() for name, observer in observers.items()}}
 
     def _write_outputs(self, result: dict[str, Any], test: dict[str, float], baselines: dict[str, dict]) -> None:
         """results.json (a training run) or test_results.json (--is_training 0) with the plot, the table entry,
@@ -486,8 +491,7 @@ class Trainer:
         cfg, data = self.cfg, self.setup.data
         if cfg.task_name == "short_term_forecast" or not self.accelerator.is_main_process:
             return {}
-        return score_baselines(data.datasets, data.datasets["train"].values.numpy(), cfg.seq_len, cfg.pred_len,
-                               data.season_length)
+        return score_baselines(data.datasets, cfg.seq_len, cfg.pred_len, data.season_length)
 
     def _result(self, test: dict[str, float], baselines: dict[str, dict], test_seconds: float,
                 total_seconds: float) -> dict[str, Any]:
