@@ -8,8 +8,9 @@
     model.save("my_model")                                     # one folder: results.json + best.safetensors
     again = TimeLLMForecaster.load("my_model")
 
-Underneath it is run_main.py: the flags are run_main.py's (as keyword arguments), the frame is written as the CSV a
-`--data custom` run reads (into <output_dir>/data/, named by its content, so a later fit never replaces it), and the
+Underneath it is run_main.py: the flags are run_main.py's (as keyword arguments), the frame is written as the file a
+`--data long` (parquet: many series, unique_id/ds/y) or `--data custom` (CSV: one wide table) run reads (into
+<output_dir>/data/, named by its content, so a later fit never replaces it), and the
 same Config, builders and training loop train it; the result is an ordinary run folder, which forecast.py can use
 too.
 """
@@ -25,7 +26,7 @@ from typing import Any
 import pandas as pd
 
 from timellm_launcher.core.errors import UserError
-from timellm_launcher.core.files import write_json, write_text
+from timellm_launcher.core.files import write_bytes, write_json
 from timellm_launcher.engine.config import build_parser, config_from_args
 from timellm_launcher.engine.forecast.forecaster import Forecaster
 from timellm_launcher.engine.report.results import RESULTS_FILE
@@ -62,17 +63,21 @@ class TimeLLMForecaster:
         self.frame: pd.DataFrame | None = None
 
     def fit(self, frame: pd.DataFrame, *, name: str = "frame") -> TimeLLMForecaster:
-        """Train and test on `frame` (a date column first, then numeric variables, as a --data custom CSV; splits
-        70/10/20); the run's folders go under output_dir and checkpoints as for run_main.py."""
+        """Train and test on `frame`: many series in long format when it has the id and time columns (unique_id, ds
+        unless id_col/time_col say otherwise; --data long: splits per series), else a date column first and numeric
+        variables (--data custom: splits 70/10/20). The run's folders go under output_dir and checkpoints as for
+        run_main.py."""
         from timellm_launcher.engine.train.trainer import run_experiments
 
         folder = Path(self.config.output_dir) / "data"
         folder.mkdir(parents=True, exist_ok=True)
-        text = frame.to_csv(index=False)
-        file = f"{name}_{hashlib.sha256(text.encode()).hexdigest()[:10]}.csv"  # other data never replaces it
-        if not (folder / file).is_file():
-            write_text(folder / file, text)
-        argv = flags_to_argv({**self.flags, "data": "custom", "root_path": str(folder), "data_path": file})
+        long = {self.config.id_col, self.config.time_col} <= set(map(str, frame.columns))
+        content = frame.to_parquet(index=False) if long else frame.to_csv(index=False).encode()
+        file = f"{name}_{hashlib.sha256(content).hexdigest()[:10]}.{'parquet' if long else 'csv'}"
+        if not (folder / file).is_file():  # named by its content: other data never replaces it
+            write_bytes(folder / file, content)
+        data = "long" if long else "custom"
+        argv = flags_to_argv({**self.flags, "data": data, "root_path": str(folder), "data_path": file})
         results = run_experiments(config_from_args(build_parser("api").parse_args(argv)))
         self.result = results[-1]
         self.run = Path(self.config.output_dir) / self.result["setting"]
@@ -87,7 +92,7 @@ class TimeLLMForecaster:
 
     def predict(self, frame: pd.DataFrame | None = None, h: int | None = None) -> pd.DataFrame:
         """The next h (default pred_len) steps after `frame` (default: the frame fit saw), with interval columns when
-        the run has --levels."""
+        the run has --levels; long frames give neuralforecast's layout (unique_id, ds, TimeLLM, TimeLLM-lo-80, ...)."""
         forecaster = self._fitted()
         if frame is None:
             if self.frame is None:
@@ -96,12 +101,14 @@ class TimeLLMForecaster:
         pred_len = forecaster.cfg.pred_len
         if h is not None and not 1 <= h <= pred_len:
             raise UserError(f"predict(h={h}): the model forecasts 1 to {pred_len} steps (its pred_len)")
+        if forecaster.is_long:
+            return forecaster.long_forecast(frame).future(h)
         return forecaster.predict(frame).head(h or pred_len)
 
     def cross_validation(self, frame: pd.DataFrame | None = None, n_windows: int = 1,
                          step_size: int = 1) -> pd.DataFrame:
-        """The last n_windows windows of `frame`, step_size rows apart, forecast beside their truth (long, with a
-        `cutoff` column; scores in .attrs["metrics"])."""
+        """The last n_windows windows of `frame` (of each series, for a long-format run), step_size rows apart,
+        forecast beside their truth (long, with a `cutoff` column; scores in .attrs["metrics"])."""
         forecaster = self._fitted()
         frame = self.frame if frame is None else frame
         if frame is None:

@@ -58,6 +58,10 @@ def write_json(path: Path, value: Any, *, keep_infinity: bool = False) -> Path:
 
 
 def write_text(path: Path, text: str) -> Path:
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def write_bytes(path: Path, content: bytes) -> Path:
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_bytes(content)
     return path

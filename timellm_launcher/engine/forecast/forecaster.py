@@ -34,6 +34,7 @@ from timellm_launcher.engine.config import Config
 from timellm_launcher.engine.evaluate.intervals import column_name, input_spread
 from timellm_launcher.engine.evaluate.loop import forecast
 from timellm_launcher.engine.forecast.backtest import Backtest
+from timellm_launcher.engine.forecast.long_forecast import LongForecast, LongLayout, check_long_record, read_panel
 from timellm_launcher.engine.report.results import RESULTS_FILE
 from timellm_launcher.engine.runtime import configure_backends
 from timellm_launcher.engine.train.accelerator import DTYPES
@@ -116,6 +117,24 @@ def check_record(file: Path, result: dict[str, Any]) -> None:
         ok = isinstance(value, kind) and (isinstance(default, bool) or not isinstance(value, bool))
         require(f"config.{name}", ok, f"of type {type(default).__name__}", value)
         require(f"config.{name}", not choices or value in choices, f"one of {choices}", value)
+    if lay.get("format") == "long":
+        check_long_record(require, lay)
+    else:
+        check_wide_record(require, lay)
+    intervals = result.get("intervals")
+    widths = intervals.get("half_widths") if isinstance(intervals, dict) else None
+    require("intervals", intervals is None or (isinstance(widths, dict) and _number(intervals.get("floor")) and all(
+        k.isdigit() and isinstance(v, list) and len(v) == config.get("pred_len") and
+        all(x is None or (_number(x) and x >= 0) for x in v) for k, v in widths.items())),
+        "null or {floor: number, half_widths: {level: [pred_len numbers >= 0]}}", intervals)
+    try:
+        Config(**{k: v for k, v in config.items() if k in flags}).validate()
+    except UserError as err:
+        raise UserError(f"--run {file}: its config is not one a run can have ({err})") from None
+
+
+def check_wide_record(require, lay: dict[str, Any]) -> None:
+    """The layout fields a wide-format forecast reads."""
     for name in ("date_column", "target", "freq", "fillna", "features"):
         require(f"data.input.{name}", isinstance(lay.get(name), str), "a string", lay.get(name))
     require("data.input.features", lay["features"] in ("S", "M", "MS"), "S, M or MS", lay["features"])
@@ -141,16 +160,6 @@ def check_record(file: Path, result: dict[str, Any]) -> None:
                 all(_number(v) for v in values), f"a list of {len(columns)} finite number(s), one per column",
                 values)
     require("data.input.std", all(v > 0 for v in lay["std"]), "positive (a standard deviation)", lay["std"])
-    intervals = result.get("intervals")
-    widths = intervals.get("half_widths") if isinstance(intervals, dict) else None
-    require("intervals", intervals is None or (isinstance(widths, dict) and _number(intervals.get("floor")) and all(
-        k.isdigit() and isinstance(v, list) and len(v) == config.get("pred_len") and
-        all(x is None or (_number(x) and x >= 0) for x in v) for k, v in widths.items())),
-        "null or {floor: number, half_widths: {level: [pred_len numbers >= 0]}}", intervals)
-    try:
-        Config(**{k: v for k, v in config.items() if k in flags}).validate()
-    except UserError as err:
-        raise UserError(f"--run {file}: its config is not one a run can have ({err})") from None
 
 
 def find_checkpoint(file: Path, result: dict[str, Any], override: str | Path | None = None) -> Path:
@@ -214,7 +223,7 @@ class Layout:
 class Forecaster:
     """A trained run, ready to forecast frames shaped like its training file."""
 
-    def __init__(self, model: TimeLLM, cfg: Config, layout: Layout, device: torch.device,
+    def __init__(self, model: TimeLLM, cfg: Config, layout: Layout | LongLayout, device: torch.device,
                  autocast_dtype: torch.dtype | None, batch_size: int,
                  calibration: dict | None = None) -> None:
         self.model, self.cfg, self.layout, self.device = model.eval(), cfg, layout, device
@@ -252,7 +261,9 @@ class Forecaster:
         if result.get("distributed", {}).get("deepspeed_stage") and autocast_dtype is not None:
             model.to(autocast_dtype)  # DeepSpeed trains and scores the whole module in its half precision
             autocast_dtype = None
-        made = cls(model, cfg, Layout.of(result["data"]["input"]), target, autocast_dtype,
+        record = result["data"]["input"]
+        layout = LongLayout.of(record) if record.get("format") == "long" else Layout.of(record)
+        made = cls(model, cfg, layout, target, autocast_dtype,
                    batch_size or cfg.eval_batch_size, result.get("intervals"))
         made.checkpoint = checkpoint
         return made
@@ -327,9 +338,26 @@ class Forecaster:
                 name: str | Path = "input", n_windows: int = 0, step_size: int = 1) -> pd.DataFrame:
         """The next pred_len steps after the frame (wide, like the input), or under `rolling` its windows beside
         the truth (long; the last `n_windows` windows `step_size` rows apart, 0: all), with the scores in
-        `.attrs["metrics"]`."""
+        `.attrs["metrics"]`. A long-format run takes and returns long frames (engine/forecast/long_forecast.py)."""
+        if self.is_long:
+            source = self.long_forecast(frame, name, fillna=fillna)
+            if not rolling:
+                return source.future()
+            backtest = source.backtest(n_windows, step_size)
+            out = pd.concat(list(backtest), ignore_index=True)
+            out.attrs["metrics"] = backtest.metrics
+            return out
         return self.forecast_series(self.series(frame, name, fillna=fillna), rolling=rolling, name=name,
                                     n_windows=n_windows, step_size=step_size)
+
+    @property
+    def is_long(self) -> bool:
+        return isinstance(self.layout, LongLayout)
+
+    def long_forecast(self, frame: pd.DataFrame | Path, name: str | Path = "input", *,
+                      fillna: str | None = None) -> LongForecast:
+        """A long-format run's forecasts of a frame or file of many series."""
+        return LongForecast(self, read_panel(self, frame, name, fillna), name)
 
     def forecast_series(self, series: Series, *, rolling: bool = False, name: str | Path = "input",
                         n_windows: int = 0, step_size: int = 1) -> pd.DataFrame:
