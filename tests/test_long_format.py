@@ -226,3 +226,25 @@ def test_api_equals_the_command_line_on_long_frames(long_run, panel_file, tmp_pa
     fresh = model.predict(unseen)
     assert fresh["unique_id"].str.startswith("new_").all()
     assert any("never trained on" in note for note in fresh.attrs["notes"])
+
+
+def test_two_processes_score_every_series_as_one_does(long_run, panel_file):
+    """Per-series scores follow each window through gather_for_metrics: 2 processes with padded, uneven batches."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out, result = long_run
+    folder, _ = panel_file
+    accelerate = str(Path(sys.executable).with_name("accelerate"))
+    flags = ["--data", "long", "--root_path", str(folder), "--data_path", "panel.csv", *TINY, *SHORT, "--levels", "80",
+             "95", "--is_training", "0", "--eval_batch_size", "7", "--output_dir", str(out / "results"),
+             "--checkpoints", str(out / "checkpoints")]
+    done = subprocess.run([accelerate, "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+                           "--mixed_precision", "no", "--dynamo_backend", "no", "run_main.py", *flags],
+                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    scored = json.loads((out / "results" / result["setting"] / "test_results.json").read_text())["metrics"]["test"]
+    assert scored["per_series"] == result["metrics"]["test"]["per_series"]
+    assert scored["intervals"] == result["metrics"]["test"]["intervals"]
