@@ -29,7 +29,7 @@ from timellm_launcher.core.errors import UserError
 from timellm_launcher.core.files import write_bytes, write_json
 from timellm_launcher.engine.config import build_parser, config_from_args
 from timellm_launcher.engine.forecast.forecaster import Forecaster
-from timellm_launcher.engine.report.results import RESULTS_FILE
+from timellm_launcher.engine.report.run_report import RESULTS_FILE
 
 CHECKPOINT_NAME = "best.safetensors"
 

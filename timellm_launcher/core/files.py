@@ -65,3 +65,8 @@ def write_bytes(path: Path, content: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(content)
     return path
+
+
+def version_name(base: str, number: int) -> str:
+    """The name of a run's (or an output file's) number-th version: base, base_v2, base_v3, ..."""
+    return base if number == 1 else f"{base}_v{number}"

@@ -227,7 +227,7 @@ class Config:
         if any(not 0 < level < 100 for level in self.levels):
             raise UserError(f"--levels {' '.join(map(str, self.levels))}: give interval levels in percent, between 1 "
                             "and 99 (e.g. --levels 80 95)")
-        if self.levels and self.task_name == "short_term_forecast":
+        if self.levels and self.is_short_term:
             raise UserError("--levels: prediction intervals are for long-term forecasting runs, not M4")
         if self.max_grad_norm < 0:
             raise UserError(f"--max_grad_norm must be >= 0, got {self.max_grad_norm}")
@@ -259,13 +259,24 @@ class Config:
 
     def _apply_task_shape(self) -> None:
         """M4 fixes the window as the benchmark does: pred_len = the pattern's horizon, seq_len = 2 x horizon."""
-        short_term = self.task_name == "short_term_forecast"
+        short_term = self.is_short_term
         if short_term != (self.data == "m4"):
             raise UserError("--task_name short_term_forecast goes with --data m4 (and --data m4 with "
                             f"short_term_forecast); got --task_name {self.task_name} --data {self.data}")
         if short_term:
             self.pred_len = PATTERNS[self.seasonal_patterns].horizon
             self.seq_len = 2 * self.pred_len
+
+    @property
+    def is_short_term(self) -> bool:
+        """M4's short-term task: its own windows, metrics (sMAPE, MASE, OWA) and benchmark (Naive2)."""
+        return self.task_name == "short_term_forecast"
+
+    @property
+    def selection_metric(self) -> str:
+        """The validation score early stopping and the best checkpoint follow: sMAPE on M4 (raw scales differ by
+        orders of magnitude between series), MSE otherwise."""
+        return "smape" if self.is_short_term else "mse"
 
     @property
     def setting(self) -> str:

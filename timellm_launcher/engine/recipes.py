@@ -45,7 +45,7 @@ def flag_defaults(cfg: Any, given: set[str]) -> dict[str, int]:
     defaults = dict(EMBEDDED_DEFAULTS) if "data" not in given else {}
     if is_reference(cfg):
         processes = int(os.environ.get("WORLD_SIZE", "1"))
-        defaults.update({"patience": 20 if cfg.task_name == "short_term_forecast" else 10,
+        defaults.update({"patience": 20 if cfg.is_short_term else 10,
                          "grad_accum": max(1, REFERENCE_PROCESSES // processes)})  # the global batch of 8 processes
     return defaults
 
@@ -58,7 +58,7 @@ def schedule_divisors(cfg: Any) -> dict[str, float]:
     """ScheduleParams fields: epoch 1 trains at lr / start_div, the epoch table starts from lr / table_div."""
     if not unstepped_one_cycle(cfg):
         return {}
-    long_term = cfg.task_name != "short_term_forecast"
+    long_term = not cfg.is_short_term
     return {"start_div": ONE_CYCLE_DIV, "table_div": ONE_CYCLE_DIV if long_term else 1.0}
 
 
@@ -81,3 +81,12 @@ def summary(cfg: Any, lr: float) -> str:
         parts.append(f"COS over {REFERENCE_COS_EPOCHS} epochs")
     parts.append(f"patience {cfg.patience}, grad_accum {cfg.grad_accum}, the reference's prompt wording")
     return "--recipe reference: " + "; ".join(parts)
+
+
+# A tiny Time-LLM for smoke runs, tests and benchmarks of the data path: a 1-layer, 64-wide random GPT-2 and 100
+# prototypes (scripts/common.sh's SMOKE_ARGS hold the same flags; tests/test_scripts.py checks that they do).
+TINY_MODEL = ("--llm_model", "GPT2", "--llm_init", "random", "--llm_layers", "1", "--llm_dim", "64",
+              "--num_tokens", "100", "--d_model", "8", "--d_ff", "16", "--n_heads", "2")
+# The tiny model on short windows, fp32 on every CPU (tests and benchmarks; the scripts keep their own windows).
+TINY_FLAGS = (*TINY_MODEL, "--seq_len", "48", "--pred_len", "12", "--patch_len", "8", "--stride", "8",
+              "--learning_rate", "0.005", "--mixed_precision", "no")

@@ -22,20 +22,56 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
+from accelerate.utils import broadcast_object_list, set_seed
 
-from timellm_launcher.engine.config import Config
-from timellm_launcher.engine.estimate.projection import (
-    Cadence,
-    Costs,
-    batches_per_process,
-    optimizer_steps_per_epoch,
-    project,
-)
-from timellm_launcher.engine.estimate.step_clock import StepClock
-from timellm_launcher.engine.train.builders import TrainingSetup
+from timellm_launcher.core.errors import UserError
+from timellm_launcher.engine.config import Config, config_from_args
+from timellm_launcher.engine.estimate.compare import run_compare
+from timellm_launcher.engine.estimate.flops import peak_tflops, training_flops
+from timellm_launcher.engine.estimate.memory_plan import plan_command
+from timellm_launcher.engine.estimate.projection import Cadence, Costs, batches_per_process, project
+from timellm_launcher.engine.estimate.report import check_output_path, format_report, write_report
+from timellm_launcher.engine.evaluate.loop import evaluate
+from timellm_launcher.engine.model_io import save_weights
+from timellm_launcher.engine.report.memory import peak_memory_mb
+from timellm_launcher.engine.runtime import device_name
+from timellm_launcher.engine.train.accelerator import build_accelerator, deepspeed_stage
+from timellm_launcher.engine.train.builders import TrainingSetup, build_training
+from timellm_launcher.engine.train.checkpoint import save_training_state
+from timellm_launcher.engine.train.loop import train_steps
+from timellm_launcher.engine.train.nan_guard import NonFiniteGuard
 
 SCHEMA = "time-llm-estimate/1"
+
+
+# ---------------------------------------------------------------------------------------------- clocks
+class StepClock:
+    """Timestamps on the device's own timeline (perf_counter on CPUs, CUDA events on GPUs): a GPU's host runs
+    ahead of the kernels it queues, and an event completes when the GPU reaches it, so differences between events
+    are what the GPU spent, idle gaps included, without synchronising every step. mark() a point; read seconds
+    between marks with elapsed() after finish()."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.device = device
+
+    def mark(self) -> object:
+        if not self.cuda:
+            return time.perf_counter()
+        event = torch.cuda.Event(enable_timing=True)
+        event.record(torch.cuda.current_stream(self.device))
+        return event
+
+    def finish(self) -> None:
+        """Wait until every mark is reached (the one host sync of a measurement)."""
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+
+    def elapsed(self, start: object, end: object) -> float:
+        if not self.cuda:
+            return end - start  # type: ignore[operator]
+        return start.elapsed_time(end) / 1000.0  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------------------------------------- training
@@ -53,7 +89,7 @@ class TrainTiming:
     def warmup_extra_s(self) -> float:
         """What the warm-up cost above steady state, paid once by the first epoch: each warm-up step's excess over
         the slowest timed step. Against the mean, a shared machine's slower spell during the warm-up would be
-        charged as warm-up (five 2.2 s steps against a 1.9 s mean: 1.5 s where the first step's 0.5 s was real)."""
+        charged as warm-up too."""
         slowest = max(self.step_s)
         return sum(max(0.0, s - slowest) for s in self.warmup_s)
 
@@ -63,10 +99,6 @@ def time_training(setup: TrainingSetup, accelerator: Accelerator, cfg: Config, w
     """The trainer's own loop (engine.train.loop.train_steps) with a clock: a mark at every optimizer step and
     around every batch fetch. At least `measure` steps are timed, more (up to `max_steps`) until `measure_seconds`
     have passed."""
-    from timellm_launcher.engine.train.loop import train_steps
-    from timellm_launcher.engine.train.losses import build_loss
-    from timellm_launcher.engine.train.nan_guard import NonFiniteGuard
-
     clock = StepClock(accelerator.device)
     guard = NonFiniteGuard(cfg, accelerator, setup.trainable)  # the trainer's guard: its one sync per step counts
     setup.model.train()
@@ -90,18 +122,15 @@ def time_training(setup: TrainingSetup, accelerator: Accelerator, cfg: Config, w
                 yield batch
             epoch += 1
 
-    def after_step(_loss_sum: torch.Tensor) -> bool:
+    loss_sum = torch.zeros((), device=accelerator.device)
+    for step in train_steps(setup, batches(), guard, loss_sum):
         step_marks.append(clock.mark())
         waits.append([])
-        steps = len(step_marks) - 1 - warmup
-        if steps == 0:
+        timed = step - warmup
+        if timed == 0:
             measured_from.append(time.perf_counter())
-        if steps < measure:
-            return False
-        return steps >= max_steps or time.perf_counter() - measured_from[0] >= measure_seconds
-
-    loss_sum = train_steps(setup, batches(), accelerator, cfg, build_loss(cfg.loss, setup.data.seasonality), guard,
-                           after_step)
+        if timed >= measure and (timed >= max_steps or time.perf_counter() - measured_from[0] >= measure_seconds):
+            break
     loss_sum.item()  # the trainer reads the epoch's loss at its end
     clock.finish()
     steps = [clock.elapsed(a, b) for a, b in zip(step_marks[:-1], step_marks[1:], strict=True)]
@@ -112,7 +141,7 @@ def time_training(setup: TrainingSetup, accelerator: Accelerator, cfg: Config, w
 # ---------------------------------------------------------------------------------------------- evaluation
 @dataclass
 class EvalTiming:
-    """One timed pass of engine.train.trainer.evaluate over the first batches of the validation loader."""
+    """One timed pass of engine.evaluate.loop.evaluate over the first batches of the validation loader."""
 
     pass_s: float  # the timed pass, set-up and final metrics included
     batch_s: list[float]  # per batch; the first also pays model.eval() and the prototypes' recomputation
@@ -149,8 +178,6 @@ class _FirstBatches:
 
 def time_evaluation(setup: TrainingSetup, accelerator: Accelerator, count: int) -> EvalTiming:
     """A 1-batch warm-up pass, then a timed pass, each entered from train mode as the trainer enters it."""
-    from timellm_launcher.engine.evaluate.loop import evaluate
-
     loader = setup.loaders["val"]
     count = min(count, len(loader))
     clock = StepClock(accelerator.device)
@@ -179,10 +206,6 @@ def time_checkpoint(setup: TrainingSetup, accelerator: Accelerator, cfg: Config)
     """(resumable state, best weights) save seconds, written into a temporary folder that is then removed.
 
     None across several nodes, where no temporary folder is shared."""
-    from accelerate.utils import broadcast_object_list
-
-    from timellm_launcher.engine.train.checkpoint import save_training_state, save_weights
-
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if int(os.environ.get("LOCAL_WORLD_SIZE", str(world))) != world:
         return None
@@ -216,8 +239,6 @@ def summary(values: list[float]) -> dict[str, float]:
 
 
 def peak_memory(device: torch.device) -> dict[str, float]:
-    from timellm_launcher.engine.report.memory import peak_memory_mb
-
     memory = peak_memory_mb(device)
     if device.type == "cuda":
         memory["gpu_max_reserved_mb"] = torch.cuda.max_memory_reserved(device) / 2**20
@@ -228,13 +249,6 @@ def peak_memory(device: torch.device) -> dict[str, float]:
 # ---------------------------------------------------------------------------------------------- the estimate
 def run_estimate(cfg: Config, opts: argparse.Namespace) -> dict[str, Any]:
     """Build, time and project; returns the report (the JSON written with --output)."""
-    from accelerate.utils import set_seed
-
-    from timellm_launcher.engine.estimate.flops import peak_tflops
-    from timellm_launcher.engine.runtime import device_name
-    from timellm_launcher.engine.train.accelerator import build_accelerator, deepspeed_stage
-    from timellm_launcher.engine.train.builders import build_training
-
     started = time.perf_counter()
     set_seed(cfg.seed)
     accelerator = build_accelerator(cfg)
@@ -251,12 +265,7 @@ def run_estimate(cfg: Config, opts: argparse.Namespace) -> dict[str, Any]:
 
     data = setup.data
     samples = {split: len(ds) for split, ds in data.datasets.items()}
-    steps = optimizer_steps_per_epoch(samples["train"], cfg.batch_size, cfg.grad_accum, processes,
-                                      cfg.max_train_steps)
-    if steps != setup.steps_per_epoch:  # the two must agree; the builders' count is what training runs
-        accelerator.print(f"warning: projected {steps} steps/epoch, the builders count {setup.steps_per_epoch}; "
-                          "using the builders' count")
-        steps = setup.steps_per_epoch
+    steps = setup.steps_per_epoch  # the builders' count: what training runs
     eval_batches = {s: batches_per_process(samples[s], cfg.eval_batch_size, processes, drop_last=False)
                     for s in ("val", "test")}
     costs = Costs(
@@ -320,8 +329,6 @@ def run_estimate(cfg: Config, opts: argparse.Namespace) -> dict[str, Any]:
 def count_step_flops(raw: torch.nn.Module, accelerator: Accelerator, cfg: Config, n_vars: int) -> int | None:
     """FLOPs of one optimizer step on one process, under the run's autocast; None (with a note) when the counter
     cannot follow the model (e.g. through compiled regions): the timings stand without it."""
-    from timellm_launcher.engine.estimate.flops import training_flops
-
     x = torch.randn(cfg.batch_size, cfg.seq_len, n_vars, device=accelerator.device)
     try:
         with accelerator.autocast():
@@ -340,9 +347,6 @@ def is_out_of_memory(err: BaseException) -> bool:
 
 
 def check_estimator_flags(opts: argparse.Namespace) -> None:
-    from timellm_launcher.core.errors import UserError
-    from timellm_launcher.engine.estimate.report import check_output_path
-
     if opts.warmup_batches < 0:
         raise UserError(f"--warmup_batches must be >= 0, got {opts.warmup_batches}")
     for name in ("measure_batches", "eval_batches"):
@@ -357,24 +361,14 @@ def check_estimator_flags(opts: argparse.Namespace) -> None:
 
 def estimate_command(opts: argparse.Namespace, argv: list[str]) -> None:
     """estimate_training_time.py: one estimate (table + optional JSON), or --compare over several."""
-    from accelerate import PartialState
-
-    from timellm_launcher.core.errors import UserError
-    from timellm_launcher.engine.config import config_from_args
-    from timellm_launcher.engine.estimate.report import format_report, write_report
-
     check_estimator_flags(opts)
     cfg = config_from_args(opts)  # the same validation, and the same messages, as run_main.py
     if opts.plan:
-        from timellm_launcher.engine.estimate.memory_plan import plan_command
-
         if opts.compare:
             raise UserError("--plan and --compare are separate commands; give one of them")
         plan_command(cfg, opts)
         return
     if opts.compare:
-        from timellm_launcher.engine.estimate.compare import run_compare
-
         run_compare(opts.compare, argv, opts.output)
         return
     try:

@@ -84,9 +84,8 @@ def precision_of(cfg: Config) -> str:
 
 
 def count_shapes(cfg: Config, description: str) -> Shapes:
+    from timellm_launcher.engine.model_io import DTYPES, build_model
     from timellm_launcher.engine.runtime import repeated_blocks
-    from timellm_launcher.engine.train.accelerator import DTYPES
-    from timellm_launcher.engine.train.builders import build_model
 
     precision = precision_of(cfg)
     model = build_model(cfg, description, DTYPES.get(precision, torch.float32), device="meta")
@@ -451,8 +450,8 @@ def verdict_text(verdict: dict[str, Any]) -> str:
 def make_plan(cfg: Config, opts) -> dict[str, Any]:
     """Count, probe, fit, compose and decide; returns the plan report (the JSON written with --output)."""
     from timellm_launcher.data_provider.data_factory import build_data
+    from timellm_launcher.engine.model_io import prompt_description
     from timellm_launcher.engine.runtime import device_name
-    from timellm_launcher.engine.train.builders import prompt_description
 
     target = build_target(cfg, opts)
     data = build_data(cfg.data_options())  # the data flags are checked as training checks them

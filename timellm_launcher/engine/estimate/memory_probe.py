@@ -29,12 +29,12 @@ def measure(config: dict, rows: int, eval_rows: int) -> dict[str, float]:
 
     from timellm_launcher.engine.config import Config
     from timellm_launcher.engine.evaluate.loop import evaluate
+    from timellm_launcher.engine.model_io import save_weights
     from timellm_launcher.engine.report.memory import MemoryMeter
     from timellm_launcher.engine.train.accelerator import build_accelerator
     from timellm_launcher.engine.train.builders import build_training
-    from timellm_launcher.engine.train.checkpoint import save_training_state, save_weights
+    from timellm_launcher.engine.train.checkpoint import save_training_state
     from timellm_launcher.engine.train.loop import train_steps
-    from timellm_launcher.engine.train.losses import build_loss
     from timellm_launcher.engine.train.trainer import Trainer  # noqa: F401 (the libraries a training process holds: plots, trackers)
 
     cfg = Config(**config).validate()
@@ -57,8 +57,9 @@ def measure(config: dict, rows: int, eval_rows: int) -> dict[str, float]:
     # the same number of steps in every probe, so that their differences cancel the allocator's settling: the
     # optimizer state appears after the first step, the heap grows over the next few
     training = batch(rows)
-    train_steps(setup, [training] * TRAIN_STEPS * cfg.grad_accum, accelerator, cfg,
-                build_loss(cfg.loss, setup.data.seasonality), None, lambda _: False)
+    for _ in train_steps(setup, [training] * TRAIN_STEPS * cfg.grad_accum, None,
+                         torch.zeros((), device=accelerator.device)):
+        pass
     reading["train_peak_mb"] = peak()
     with tempfile.TemporaryDirectory(prefix="memory-probe-") as folder:
         save_training_state(accelerator, setup.model, setup.raw_model, setup.optimizer, {"progress": {}}, Path(folder))

@@ -2,14 +2,14 @@
 add up to. No timing and no torch here, so the tests check every formula without running a model.
 
 Semantics projected (the cadence flags of engine/config.py):
-  * a training epoch is `optimizer_steps_per_epoch` optimizer steps of --grad_accum micro-batches each;
+  * a training epoch is the builders' `steps_per_epoch` optimizer steps of --grad_accum micro-batches each;
   * epoch e (1-based) ends with a validation when e % --val_every == 0 or e is the last epoch;
   * --val_every_steps N adds a validation after every optimizer step whose global number is a multiple of N,
     except an epoch's last step (the epoch end decides that one);
   * --test_every N > 0 scores the test set after every N-th epoch; the final test (best checkpoint) always runs;
   * early stopping counts every validation and is checked at epoch ends: the earliest stop is the first epoch
     end by which --patience + 1 validations have run (the first the best, none after it better).
-The epoch rules are engine/train/cadence.py's own functions, the ones the trainer calls.
+The epoch rules are engine/train/schedules.py's own functions, the ones the trainer calls.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from timellm_launcher.engine.train.cadence import score_test_after_epoch, validate_after_epoch
+from timellm_launcher.engine.train.schedules import score_test_after_epoch, validate_after_epoch
 
 
 def batches_per_process(samples: int, batch_size: int, processes: int, drop_last: bool) -> int:
@@ -29,16 +29,6 @@ def batches_per_process(samples: int, batch_size: int, processes: int, drop_last
         return batches // processes
     # an uneven remainder: dropped with drop_last, else padded so that every process gets one more batch
     return batches // processes + (0 if drop_last else 1)
-
-
-def optimizer_steps_per_epoch(train_samples: int, batch_size: int, grad_accum: int = 1, processes: int = 1,
-                              max_train_steps: int = 0) -> int:
-    """Optimizer steps of one epoch, as engine/train/builders.py computes them (train drops its ragged last batch).
-
-    train_samples is the training set after --percent (what the dataset holds)."""
-    micro = batches_per_process(train_samples, batch_size, processes, drop_last=True)
-    steps = micro // grad_accum
-    return min(steps, max_train_steps) if max_train_steps else steps
 
 
 @dataclass(frozen=True)

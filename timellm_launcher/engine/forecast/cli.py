@@ -11,15 +11,15 @@ import pyarrow
 import pyarrow.parquet
 
 from timellm_launcher.core.errors import UserError
-from timellm_launcher.core.files import atomic_path
+from timellm_launcher.core.files import atomic_path, version_name
 from timellm_launcher.data_provider.csv_loader import Series, read_frame
 from timellm_launcher.data_provider.long_format import PARQUET
 from timellm_launcher.engine.evaluate.baselines import best_baseline, skill_text
 from timellm_launcher.engine.evaluate.intervals import column_name
 from timellm_launcher.engine.forecast.forecaster import Forecaster, read_run
+from timellm_launcher.engine.model_io import BEST
 from timellm_launcher.engine.report.plots import draw_forecast
-from timellm_launcher.engine.report.results import RESULTS_FILE
-from timellm_launcher.engine.train.run_folders import BEST, version_name
+from timellm_launcher.engine.report.run_report import RESULTS_FILE
 
 HISTORY_SHOWN = 4  # the plot shows this many forecast lengths of history before the forecast
 

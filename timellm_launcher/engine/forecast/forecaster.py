@@ -35,11 +35,9 @@ from timellm_launcher.engine.evaluate.intervals import column_name, input_spread
 from timellm_launcher.engine.evaluate.loop import forecast
 from timellm_launcher.engine.forecast.backtest import Backtest
 from timellm_launcher.engine.forecast.long_forecast import LongForecast, LongLayout, check_long_record, read_panel
-from timellm_launcher.engine.report.results import RESULTS_FILE
+from timellm_launcher.engine.model_io import DTYPES, build_model, load_weights, weights_run_id
+from timellm_launcher.engine.report.run_report import RESULTS_FILE
 from timellm_launcher.engine.runtime import configure_backends
-from timellm_launcher.engine.train.accelerator import DTYPES
-from timellm_launcher.engine.train.builders import build_model
-from timellm_launcher.engine.train.checkpoint import load_weights, weights_run_id
 from timellm_launcher.models.attention import eval_attention
 from timellm_launcher.models.time_llm import TimeLLM
 

@@ -57,7 +57,7 @@ def build_tracker(cfg: Config, run_name: str) -> GeneralTracker | None:
 
 
 def epoch_values(record: dict[str, Any], bad_steps: int) -> dict[str, float]:
-    """Scalars of one epoch record (engine/train/trainer.py's EpochRecord as a dict)."""
+    """Scalars of one epoch record (an entry of the trainer's Progress.history)."""
     return {"train/loss": record["train_loss"], "train/lr": record["lr"], "train/samples_per_s":
             record["samples_per_s"], "train/epoch_s": record["seconds"], "train/bad_steps": bad_steps,
             "val/mse": record["val_mse"], "val/mae": record["val_mae"]}

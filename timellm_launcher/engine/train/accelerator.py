@@ -22,9 +22,9 @@ from accelerate.utils import DataLoaderConfiguration, DeepSpeedPlugin, InitProce
 
 from timellm_launcher.core.errors import UserError
 from timellm_launcher.engine.config import Config
+from timellm_launcher.engine.model_io import DTYPES
 
 DEFAULT_DS_CONFIG = Path(__file__).resolve().parents[2] / "ds_config_zero2.json"
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def uses_deepspeed(cfg: Config) -> bool:

@@ -26,36 +26,30 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from timellm_launcher.core.errors import UserError, write_failure
 from timellm_launcher.core.files import atomic_path, write_json
+from timellm_launcher.engine.config import RUN_ONLY, Config
+from timellm_launcher.engine.model_io import (
+    DamagedCheckpoint,
+    load_weights,
+    read_checkpoint_file,
+    save_weights,
+    weights_run_id,
+)
+from timellm_launcher.engine.report.run_report import RESULTS_FILE
 
 DEEPSPEED_TAG = "zero"
 STATES = ("last", "previous")  # resumable states, newest first
-
-
-class DamagedCheckpoint(UserError):
-    """A checkpoint file exists but cannot be read (truncated, overwritten, not what its name says)."""
-
-
-def _read(path: Path, reader):
-    """reader(path), with any failure to parse the file reported as one line naming it."""
-    try:
-        return reader(path)
-    except FileNotFoundError:
-        raise DamagedCheckpoint(f"{path}: missing from the checkpoint") from None
-    except Exception as err:  # noqa: BLE001 (torch.load and safetensors raise many types on damaged bytes)
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DamagedCheckpoint(f"{path}: damaged checkpoint file, cannot be read ({first[:200]})") from None
 
 
 STATE_FILE = "training_state.json"
 
 
 def _json_file(path: Path) -> Any:
-    return _read(path, lambda p: json.loads(p.read_text(encoding="utf-8")))
+    return read_checkpoint_file(path, lambda p: json.loads(p.read_text(encoding="utf-8")))
 
 
 def _zip_intact(path: Path) -> None:
@@ -64,43 +58,6 @@ def _zip_intact(path: Path) -> None:
         broken = archive.testzip()
     if broken is not None:
         raise ValueError(f"member {broken} fails its CRC")
-
-
-def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {name: p.detach().to("cpu", copy=True).contiguous()
-            for name, p in model.named_parameters() if p.requires_grad}
-
-
-def save_weights(model: nn.Module, path: Path, metadata: dict[str, Any] | None = None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        save_file(trainable_state(model), str(tmp), metadata={k: json.dumps(v) for k, v in (metadata or {}).items()})
-
-
-def weights_run_id(path: Path) -> str | None:
-    """The id of the run that wrote a weights file (its safetensors metadata), None when it records none."""
-    def read(p: Path) -> str | None:
-        with safe_open(str(p), framework="pt") as handle:
-            value = (handle.metadata() or {}).get("run_id")
-        return json.loads(value) if value else None
-    return _read(path, read)
-
-
-def load_weights(model: nn.Module, path: Path) -> None:
-    if not path.is_file():
-        raise UserError(f"checkpoint not found: {path} (train this setting first, or check --checkpoints)")
-    state = _read(path, lambda p: load_file(str(p)))
-    expected = {name for name, p in model.named_parameters() if p.requires_grad}
-    if set(state) != expected:
-        raise UserError(f"{path} does not match this model's trainable parameters "
-                        "(was it trained with other --d_model/--d_ff/--llm_model flags?)")
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, tensor in state.items():
-            if params[name].shape != tensor.shape:
-                raise UserError(f"{path}: parameter {name} has shape {tuple(tensor.shape)}, the model expects "
-                                f"{tuple(params[name].shape)}; check the model flags")
-            params[name].copy_(tensor)
 
 
 def rng_state() -> dict[str, Any]:
@@ -153,7 +110,7 @@ def load_optimizer_file(path: Path) -> dict[str, Any]:
         for group in groups:
             group.update({k: tuple(v) for k, v in group.items() if k == "betas"})
         return {"state": entries, "param_groups": groups}
-    return _read(path, read)
+    return read_checkpoint_file(path, read)
 
 
 def _is_deepspeed(model: nn.Module) -> bool:
@@ -226,7 +183,7 @@ def load_training_state(accelerator: Accelerator, model: nn.Module, raw_model: n
             raise UserError(f"--resume {folder}: not a DeepSpeed checkpoint; resume with the precision/DeepSpeed "
                             "settings it was written with")
         for part in sorted((folder / DEEPSPEED_TAG).glob("*.pt")):
-            _read(part, _zip_intact)
+            read_checkpoint_file(part, _zip_intact)
         model.load_checkpoint(str(folder), tag=DEEPSPEED_TAG, load_module_strict=False,
                               load_optimizer_states=True, load_lr_scheduler_states=False)
     else:
@@ -247,3 +204,51 @@ def load_training_state(accelerator: Accelerator, model: nn.Module, raw_model: n
     finally:
         set_rng_state(current)
     return rng
+
+
+def check_resumable(folder: Path, saved: dict, cfg: Config, data_fingerprint: str, data_path: Path) -> None:
+    """A state must come from these flags and this data; checked before any weight is loaded."""
+    changed = [k for k, v in saved["config"].items() if k not in RUN_ONLY and getattr(cfg, k, v) != v]
+    if changed:
+        raise UserError(f"--resume {folder}: it was written with other values of "
+                        f"{', '.join('--' + k for k in changed)}; resume with the flags it was trained with")
+    if saved.get("data_fingerprint", data_fingerprint) != data_fingerprint:
+        raise UserError(f"--resume {folder}: it was trained on other data than {data_path} holds now; "
+                        "resume with the data it was trained on")
+
+
+def check_checkpoint_owner(best_path: Path, results_folder: Path, is_training: bool) -> str | None:
+    """The run id in best.safetensors; under --is_training 0 it must be the one the version's results.json
+    records (a checkpoint swapped in from another run is refused)."""
+    found = weights_run_id(best_path)
+    record = results_folder / RESULTS_FILE
+    if not is_training and record.is_file():
+        try:
+            recorded = json.loads(record.read_text(encoding="utf-8")).get("run_id")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            recorded = None
+        if recorded and recorded != found:
+            raise UserError(f"--is_training 0: {best_path} was written by another run (id {found}) than "
+                            f"{record} (id {recorded}); put that run's own best.safetensors back")
+    return found
+
+
+def resume_from(states: list[Path], accelerator: Accelerator, setup, *, say, kept: str,
+                check) -> tuple[Path, dict[str, Any], dict]:
+    """(folder, its saved progress, its RNG state) of the newest intact state, its weights and optimizer loaded into
+    `setup`; a damaged state is reported, removed (so the next save rotates the intact one) and the one before it
+    tried. `check(folder, saved)` refuses a state of other flags or data before any weight is loaded."""
+    for i, folder in enumerate(states):
+        try:
+            saved = read_progress(folder)
+            check(folder, saved)
+            rng = load_training_state(accelerator, setup.model, setup.raw_model, setup.optimizer, folder)
+            return folder, saved, rng
+        except DamagedCheckpoint as err:
+            if i + 1 == len(states):
+                raise UserError(f"--resume: {err}; no intact state is left to resume from (train again without "
+                                f"--resume; {kept} is kept)") from None
+            say(f"--resume: {err}; resuming from the state saved before it, {states[i + 1]}")
+            if accelerator.is_main_process:
+                shutil.rmtree(folder, ignore_errors=True)
+    raise UserError("--resume: no state to resume from")

@@ -16,10 +16,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from timellm_launcher.core.errors import UserError
-from timellm_launcher.engine.train.checkpoint import STATE_FILE
+from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
 
-BEST = "best.safetensors"
+from timellm_launcher.core.errors import UserError
+from timellm_launcher.core.files import version_name
+from timellm_launcher.engine.config import Config
+from timellm_launcher.engine.model_io import BEST
+from timellm_launcher.engine.train.checkpoint import STATE_FILE
 
 
 @dataclass(frozen=True)
@@ -51,10 +55,6 @@ def versions(output_dir: Path, checkpoints: Path, base: str) -> list[tuple[int, 
                 if match and entry.is_dir():
                     found[int(match.group(1) or 1)] = entry.name
     return sorted(found.items())
-
-
-def version_name(base: str, number: int) -> str:
-    return base if number == 1 else f"{base}_v{number}"
 
 
 def choose(output_dir: Path, checkpoints: Path, base: str, *, is_training: bool, resume: str,
@@ -122,3 +122,21 @@ def make_folder(flag: str, folder: Path, claim: bool = False) -> None:
             pass
     except OSError as err:
         raise UserError(f"{flag} {folder}: cannot write there ({err.strerror}); choose a writable folder") from None
+
+
+def claim_folders(cfg: Config, accelerator: Accelerator, base: str, has_state) -> RunFolders:
+    """The main process picks (and claims) this run's version folders; every process gets its choice."""
+    choice: RunFolders | str | None = None
+    if accelerator.is_main_process:
+        try:
+            choice = choose(Path(cfg.output_dir), Path(cfg.checkpoints), base, is_training=bool(cfg.is_training),
+                            resume=cfg.resume, has_state=has_state)
+            make_folder("--output_dir", choice.results)
+            make_folder("--checkpoints", choice.checkpoints)
+        except UserError as err:
+            choice = str(err)
+    if accelerator.num_processes > 1:
+        choice = broadcast_object_list([choice])[0]
+    if isinstance(choice, str):
+        raise UserError(choice)
+    return choice
