@@ -66,8 +66,9 @@ class Config:
                         ["none", "ffill", "zero"], "data")
     percent: int = _flag(100, "few-shot: percent of the training windows to use (1-100)", group="data")
     seq_len: int = _flag(192, "input window length", group="data", minimum=1)
-    label_len: int = _flag(0, "decoder start-token length; accepted for TSLib compatibility, "
-                              "Time-LLM has no decoder input", group="data", minimum=0)
+    label_len: int = _flag(0, "decoder start-token length; accepted for TSLib compatibility and ignored: Time-LLM "
+                              "has no decoder input (run names keep TSLib's ll field as ll0)", group="data",
+                           minimum=0, run_only=True)
     pred_len: int = _flag(48, "forecast horizon", group="data", minimum=1)
     enc_in: int = _flag(0, "number of input variables (0: read from the data; a wrong value is an error)",
                         group="data", minimum=0)
@@ -284,7 +285,7 @@ class Config:
         data = f"{self.data_pretrain}_{self.data}" if self.data_pretrain else self.data
         if self.data == "m4":
             data = f"m4_{self.seasonal_patterns}"
-        if self.data == "custom" and self.data_path:  # runs on different files keep apart
+        if self.data in ("custom", "long") and self.data_path:  # runs on different files keep apart
             data = Path(self.data_path).stem
         model_id = self.model_id or f"{data}_{self.seq_len}_{self.pred_len}"
         llm = self.llm_model.replace("/", "-")
@@ -292,7 +293,7 @@ class Config:
         if self.llm_init == "random":  # the random-LLM ablation must not overwrite the pretrained run
             llm += "rand"
         return (f"{self.task_name}_{model_id}_{self.model}_{self.data}_ft{self.features}_sl{self.seq_len}"
-                f"_ll{self.label_len}_pl{self.pred_len}_dm{self.d_model}_nh{self.n_heads}_df{self.d_ff}"
+                f"_ll0_pl{self.pred_len}_dm{self.d_model}_nh{self.n_heads}_df{self.d_ff}"
                 f"_{llm}_lr{self.learning_rate:g}_bs{self.batch_size}"
                 f"{f'_pct{self.percent}' if self.percent < 100 else ''}{self.wavelet_tag}_{self.des}")
 

@@ -32,7 +32,7 @@ def header(cfg: Config, setup: Any, acc: Accelerator, run_name: str, precision_r
                     f"{setup.n_trainable:,} trainable of {setup.n_total:,} parameters | LLM sees "
                     f"{model.prompt.length} prompt + {model.num_patches} patch tokens")
     else:
-        backbone = (f"no LLM (--llm_model none: the patches go from the reprogramming straight to the head) | "
+        backbone = (f"no LLM (--llm_model none, the ablation: reprogrammed patches, normalised, go to the head) | "
                     f"{setup.n_trainable:,} trainable of {setup.n_total:,} parameters")
     deepspeed = f"ZeRO-{deepspeed_stage}" if deepspeed_stage is not None else "off"
     cap = f", capped at {setup.steps_per_epoch:,} of {setup.full_epoch_steps:,} by --max_train_steps" \
