@@ -21,7 +21,6 @@ from timellm_launcher.engine.evaluate.loop import forecast
 from timellm_launcher.engine.train.accelerator import build_accelerator
 from timellm_launcher.engine.train.builders import build_training
 from timellm_launcher.engine.train.loop import train_step
-from timellm_launcher.engine.train.losses import build_loss
 
 KERNELS = {"math": [SDPBackend.MATH], "all": [SDPBackend.FLASH_ATTENTION, SDPBackend.MATH]}
 
@@ -35,7 +34,6 @@ def main() -> None:
     cfg = config_from_args(build_parser("bench").parse_args([a for a in extra if a != "--"]))
     accelerator = build_accelerator(cfg)
     setup = build_training(cfg, accelerator)
-    criterion = build_loss(cfg.loss, setup.data.seasonality)
     eval_batches = [b for _, b in zip(range(args.batches), setup.loaders["val"], strict=False)]
     train_batches = iter(setup.loaders["train"])
 
@@ -48,7 +46,7 @@ def main() -> None:
     def train() -> None:
         setup.model.train()
         for _ in range(args.batches):
-            train_step(setup, next(train_batches), accelerator, cfg, criterion).item()
+            train_step(setup, next(train_batches)).item()
 
     times: dict[tuple[str, str], list[float]] = {(w, k): [] for w in ("eval", "train") for k in KERNELS}
     for round_ in range(args.rounds + 1):

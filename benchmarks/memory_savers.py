@@ -48,20 +48,19 @@ def measure(flags: list[str], steps: int, warmup: int) -> dict:
     from timellm_launcher.engine.train.accelerator import build_accelerator
     from timellm_launcher.engine.train.builders import build_training
     from timellm_launcher.engine.train.loop import train_step
-    from timellm_launcher.engine.train.losses import build_loss
 
     prepare_process()
     cfg = config_from_args(build_parser("bench").parse_args(flags))
     accelerator = build_accelerator(cfg)
     setup = build_training(cfg, accelerator)
     setup.model.train()
-    criterion, batches, times, losses = build_loss("MSE"), iter(setup.loaders["train"]), [], []
+    batches, times, losses = iter(setup.loaders["train"]), [], []
     for i in range(warmup + steps):
         batch = next(batches)
         if accelerator.device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        losses.append(train_step(setup, batch, accelerator, cfg, criterion).item())
+        losses.append(train_step(setup, batch).item())
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     return {"step_s": statistics.median(times), "losses_finite": all(map(lambda v: v == v and abs(v) < 1e30, losses)),

@@ -41,7 +41,6 @@ def measure(name: str, root_path: str, steps: int, warmup: int) -> None:
     from timellm_launcher.engine.train.accelerator import build_accelerator
     from timellm_launcher.engine.train.builders import build_training
     from timellm_launcher.engine.train.loop import train_step
-    from timellm_launcher.engine.train.losses import build_loss
     from timellm_launcher.engine.train.nan_guard import NonFiniteGuard
 
     prepare_process()
@@ -58,12 +57,11 @@ def measure(name: str, root_path: str, steps: int, warmup: int) -> None:
     batches = [next(loader) for _ in range(warmup + steps)]
     times: dict[str, list[float]] = {v: [] for v in VARIANTS}
     cpu: dict[str, list[float]] = {v: [] for v in VARIANTS}
-    criterion = build_loss("MSE")
     for i, batch in enumerate(batches):
-        for variant, (cfg, setup, guard) in setups.items():
+        for variant, (_, setup, guard) in setups.items():
             setup.model.train()
             started, started_cpu = time.perf_counter(), time.process_time()
-            train_step(setup, batch, accelerator, cfg, criterion, guard).item()
+            train_step(setup, batch, guard).item()
             if i >= warmup:
                 times[variant].append(time.perf_counter() - started)
                 cpu[variant].append(time.process_time() - started_cpu)

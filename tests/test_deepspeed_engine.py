@@ -43,14 +43,13 @@ def _setup(ett_root, **overrides):
     return cfg, accelerator, build_training(cfg, accelerator)
 
 
-def _steps(cfg, accelerator, setup, n: int) -> list[float]:
+def _steps(setup, n: int) -> list[float]:
     from timellm_launcher.engine.train.loop import train_step
-    from timellm_launcher.engine.train.losses import build_loss
 
     setup.model.train()
     losses, batches = [], iter(setup.loaders["train"])
     for _ in range(n):
-        losses.append(train_step(setup, next(batches), accelerator, cfg, build_loss("MSE")).item())
+        losses.append(train_step(setup, next(batches)).item())
     return losses
 
 
@@ -64,13 +63,13 @@ def test_in_process_engine_is_zero2_and_learns(ett_root, rank_env, precision):
     assert setup.model.zero_optimization_stage() == 2
     assert isinstance(setup.model.optimizer, DeepSpeedZeroOptimizer)
     assert setup.model.bfloat16_enabled() == (precision == "bf16")
-    losses = _steps(cfg, accelerator, setup, 30)
+    losses = _steps(setup, 30)
     assert sum(losses[-10:]) < sum(losses[:10]), losses
 
 
 def _one_step_params(ett_root, **overrides) -> dict[str, torch.Tensor]:
     cfg, accelerator, setup = _setup(ett_root, deepspeed=True, **overrides)
-    _steps(cfg, accelerator, setup, 2)
+    _steps(setup, 2)
     return {n: p.detach().float().clone() for n, p in setup.raw_model.named_parameters() if p.requires_grad}
 
 
