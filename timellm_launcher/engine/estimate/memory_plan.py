@@ -45,7 +45,12 @@ from typing import Any
 import torch
 
 from timellm_launcher.core.errors import UserError
+from timellm_launcher.data_provider.data_factory import build_data
 from timellm_launcher.engine.config import Config
+from timellm_launcher.engine.estimate.report import write_report
+from timellm_launcher.engine.model_io import DTYPES, build_model, prompt_description
+from timellm_launcher.engine.runtime import device_name, repeated_blocks
+from timellm_launcher.engine.train.accelerator import load_ds_config, precision_choice, uses_deepspeed
 
 PACKAGE_PARENT = Path(__file__).resolve().parents[3]  # put on the probes' PYTHONPATH
 SCHEMA = "time-llm-memory-plan/1"
@@ -78,15 +83,10 @@ class Shapes:
 
 def precision_of(cfg: Config) -> str:
     """The run's precision as the accelerator will resolve it (launcher settings included)."""
-    from timellm_launcher.engine.train.accelerator import precision_choice
-
     return precision_choice(cfg)[0] or os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
 
 
 def count_shapes(cfg: Config, description: str) -> Shapes:
-    from timellm_launcher.engine.model_io import DTYPES, build_model
-    from timellm_launcher.engine.runtime import repeated_blocks
-
     precision = precision_of(cfg)
     model = build_model(cfg, description, DTYPES.get(precision, torch.float32), device="meta")
     frozen = [p for p in model.parameters() if not p.requires_grad]
@@ -363,8 +363,6 @@ def host_memory_mb() -> float:
 
 
 def build_target(cfg: Config, opts) -> Target:
-    from timellm_launcher.engine.train.accelerator import load_ds_config, uses_deepspeed
-
     kind = opts.plan_device if opts.plan_device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     if opts.device_memory:
         memory, source = parse_size_mb(opts.device_memory), "--device_memory"
@@ -449,10 +447,6 @@ def verdict_text(verdict: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------------------------- the command
 def make_plan(cfg: Config, opts) -> dict[str, Any]:
     """Count, probe, fit, compose and decide; returns the plan report (the JSON written with --output)."""
-    from timellm_launcher.data_provider.data_factory import build_data
-    from timellm_launcher.engine.model_io import prompt_description
-    from timellm_launcher.engine.runtime import device_name
-
     target = build_target(cfg, opts)
     data = build_data(cfg.data_options())  # the data flags are checked as training checks them
     shapes = count_shapes(cfg, prompt_description(cfg, data))
@@ -531,8 +525,6 @@ def format_plan(report: dict[str, Any]) -> str:
 
 def plan_command(cfg: Config, opts) -> None:
     """estimate_training_time.py --plan: print the plan, write its JSON with --output."""
-    from timellm_launcher.engine.estimate.report import write_report
-
     report = make_plan(cfg, opts)
     print(format_plan(report))
     if opts.output:
