@@ -9,7 +9,7 @@ import torch
 from conftest import TINY, run_cli, synthetic_frame
 from timellm_launcher.core.errors import UserError
 from timellm_launcher.engine.config import build_parser, config_from_args
-from timellm_launcher.engine.train.optim import build_optimizer
+from timellm_launcher.engine.train.builders import build_optimizer
 from timellm_launcher.engine.train.schedules import build_scheduler, schedule_params
 from timellm_launcher.models.backbone import load_tokenizer
 from timellm_launcher.models.prompt import StatisticsPrompt

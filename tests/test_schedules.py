@@ -10,7 +10,7 @@ import torch
 from conftest import TINY, run_cli
 from timellm_launcher.core.errors import UserError
 from timellm_launcher.engine.config import Config
-from timellm_launcher.engine.train.optim import build_optimizer, decay_groups, effective_lr
+from timellm_launcher.engine.train.builders import build_optimizer, decay_groups, effective_lr
 from timellm_launcher.engine.train.schedules import (
     COS_ETA_MIN,
     ScheduleParams,
