@@ -20,6 +20,7 @@ from timellm_launcher.data_provider.data_factory import DataOptions
 from timellm_launcher.data_provider.m4 import PATTERNS
 from timellm_launcher.engine.recipes import REFERENCE_SCHEDULES, flag_defaults
 
+SHORT_TERM = "short_term_forecast"  # --task_name of M4 (--data m4); a Config says it with is_short_term
 # Accelerate's trackers (accelerate.tracking.LOGGER_TYPE_TO_CLASS; tests/test_tracking.py keeps the two equal)
 TRACKER_NAMES = ("tensorboard", "wandb", "mlflow", "aim", "comet_ml", "clearml", "dvclive", "swanlab", "trackio")
 
@@ -36,7 +37,7 @@ def _flag(default: Any, help: str, choices: list | None = None, group: str = "",
 class Config:
     # --- basic (TSLib names) ---
     task_name: str = _flag("long_term_forecast", "long_term_forecast, or short_term_forecast (M4, --data m4)",
-                           ["long_term_forecast", "short_term_forecast"], "basic")
+                           ["long_term_forecast", SHORT_TERM], "basic")
     is_training: int = _flag(1, "1: train then test; 0: test the checkpoint of this setting", [0, 1], "basic",
     run_only=True)
     model_id: str = _flag("", "free-form run id used in the setting name (default: <data>_<seq_len>_<pred_len>)",
@@ -271,7 +272,7 @@ class Config:
     @property
     def is_short_term(self) -> bool:
         """M4's short-term task: its own windows, metrics (sMAPE, MASE, OWA) and benchmark (Naive2)."""
-        return self.task_name == "short_term_forecast"
+        return self.task_name == SHORT_TERM
 
     @property
     def selection_metric(self) -> str:

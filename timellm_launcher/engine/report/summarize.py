@@ -18,6 +18,7 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
+from timellm_launcher.engine.config import SHORT_TERM
 from timellm_launcher.engine.evaluate.baselines import LABELS
 from timellm_launcher.engine.evaluate.m4_metrics import PATTERN_ORDER, summarize_patterns
 
@@ -101,7 +102,7 @@ def long_term_table(results: list[dict[str, Any]], timing: bool = False) -> str:
 def m4_table(results: list[dict[str, Any]]) -> str:
     by_model: dict[str, dict[str, list[dict[str, float]]]] = defaultdict(lambda: defaultdict(list))
     for r in results:
-        if r["config"]["task_name"] == "short_term_forecast":
+        if r["config"]["task_name"] == SHORT_TERM:  # a results.json record, not a Config
             by_model[variant(r)][r["config"]["seasonal_patterns"]].append(r["metrics"]["test"])
     if not by_model:
         return ""
