@@ -26,8 +26,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.configs import SHARED_DATA
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
 
 # Time-LLM (Jin et al., ICLR 2024), Table 1, horizon 96, LLaMA-7B
 PUBLISHED = {"ETTh1": (0.362, 0.392)}

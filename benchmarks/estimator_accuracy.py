@@ -26,8 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.configs import SHARED_DATA
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
 
 # --max_train_steps keeps each run to minutes; --features S keeps validation and test affordable
 CONFIGS: dict[str, list[str]] = {

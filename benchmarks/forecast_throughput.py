@@ -5,7 +5,7 @@
 
 A run is trained for one step (`run_main.py`, a fresh process) on the first --rows rows of ETTh1 as custom data
 (70/10/20 split), so its test split holds a few hundred windows. Then, in this process, the trainer's test loop
-(`engine.train.trainer.evaluate` over the prepared test loader, as `--is_training 0` runs it) and
+(`engine.evaluate.loop.evaluate` over the prepared test loader, as `--is_training 0` runs it) and
 `Forecaster.predict(test rows, rolling=True)` alternate for --rounds rounds. Both print windows per second (one
 window = one sample the model forecasts: a variable's window under channel independence) and their test MSE,
 which must agree. Last line: `forecast throughput X.XXx of the trainer's test loop (... | device)`.
@@ -24,11 +24,10 @@ from pathlib import Path
 
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.accuracy import device_label
+from benchmarks.configs import CONFIGS, ett_root, flags_for
 
-from benchmarks.accuracy import device_label  # noqa: E402
-from benchmarks.configs import CONFIGS, ett_root, flags_for  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def train_one_step(config: str, rows: int, folder: Path, device_type: str) -> tuple[Path, pd.DataFrame]:
@@ -59,10 +58,11 @@ def main() -> int:
 
     from timellm_launcher.engine.cli import prepare_process
     from timellm_launcher.engine.config import Config
+    from timellm_launcher.engine.evaluate.loop import evaluate
     from timellm_launcher.engine.forecast.forecaster import Forecaster
+    from timellm_launcher.engine.model_io import load_weights
     from timellm_launcher.engine.train.accelerator import build_accelerator
-    from timellm_launcher.engine.train.checkpoint import load_weights
-    from timellm_launcher.engine.train.trainer import Trainer, evaluate
+    from timellm_launcher.engine.train.trainer import Trainer
 
     prepare_process()
     device_type = "cuda" if torch.cuda.is_available() else "cpu"

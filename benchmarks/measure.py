@@ -16,13 +16,13 @@ from torch import nn
 
 from benchmarks.reference_path import REFERENCE_DROPOUT, ReferencePrompt, ReferenceTimeLLM, ReferenceTrainer
 from timellm_launcher.engine.config import build_parser, config_from_args
+from timellm_launcher.engine.estimate.estimator import StepClock
 from timellm_launcher.engine.estimate.flops import peak_tflops as gpu_peak_tflops
-from timellm_launcher.engine.estimate.step_clock import StepClock
+from timellm_launcher.engine.model_io import prompt_description
 from timellm_launcher.engine.runtime import device_name, keep_host_memory
 from timellm_launcher.engine.train.accelerator import build_accelerator, compute_dtype
-from timellm_launcher.engine.train.builders import build_training, prompt_description
+from timellm_launcher.engine.train.builders import build_training
 from timellm_launcher.engine.train.loop import train_steps
-from timellm_launcher.engine.train.losses import build_loss
 from timellm_launcher.models.backbone import load_tokenizer
 
 
@@ -78,7 +78,6 @@ class Bench:
                                           prompt_description(self.cfg, self.setup.data), seq_len=self.cfg.seq_len,
                                           pred_len=self.cfg.pred_len, dropout=self.cfg.dropout, dtype=self.dtype)
         self.reference_trainer = ReferenceTrainer(self.reference, self.cfg.learning_rate)
-        self.criterion = build_loss(self.cfg.loss)
         self.batches = self._batches()
         self.batch: dict[str, torch.Tensor] = next(self.batches)
         self.clock = StepClock(self.device)
@@ -114,7 +113,8 @@ class Bench:
                 self.batch = batch  # the reference step trains on the same data
                 yield batch
 
-        loss = train_steps(self.setup, drawn(), self.accelerator, self.cfg, self.criterion, None, lambda _: True)
+        loss = torch.zeros((), device=self.device)
+        next(train_steps(self.setup, drawn(), None, loss))  # the first optimizer step
         if self.device.type != "cuda":
             loss.item()  # wait for the CPU work (on a GPU the timer synchronises)
 
@@ -168,8 +168,6 @@ class Bench:
                 "optimised_tokens": model.sequence_length, "peak_tflops": self.peak_tflops or None}
 
     def compare(self, warmup: int, steps: int) -> dict[str, Any]:
-        from benchmarks.train_step import interleave
-
         head = self.header()
         print(f"config {self.name} | device {head['device']} | precision {head['precision']} | "
               f"batch {self.cfg.batch_size} | warm-up {warmup}, timed {steps} steps per path, interleaved")
@@ -226,8 +224,6 @@ class Bench:
         return items
 
     def ablate(self, warmup: int, steps: int) -> dict[str, Any]:
-        from benchmarks.train_step import interleave
-
         head = self.header()
         print(f"ablation | config {self.name} | device {head['device']} | precision {head['precision']} | "
               f"batch {self.cfg.batch_size} | each row: step with that optimisation off / optimised step, "
@@ -353,3 +349,20 @@ def swapped_optimizer(setup: Any, *, foreach: bool) -> Iterator[None]:
         yield
     finally:
         setup.optimizer = saved
+
+
+def interleave(paths: dict[str, Callable[[], float]], warmup: int, steps: int,
+               first: dict[str, float] | None = None) -> dict[str, list[float]]:
+    """Alternate the paths step by step, rotating which goes first; returns timed seconds per path (and puts
+    each path's first, cold step into `first`: compilation and first-touch allocations show there)."""
+    names = list(paths)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for i in range(warmup + steps):
+        order = names[i % len(names):] + names[:i % len(names)]
+        for name in order:
+            seconds = paths[name]()
+            if i == 0 and first is not None:
+                first[name] = seconds
+            if i >= warmup:
+                times[name].append(seconds)
+    return times

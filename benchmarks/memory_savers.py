@@ -21,8 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.configs import SHARED_DATA
 
 VARIANTS = {
     "plain": [],
@@ -70,7 +69,7 @@ def measure(flags: list[str], steps: int, warmup: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root_path", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--root_path", default=str(SHARED_DATA))
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=2)

@@ -6,7 +6,7 @@
 
 Both paths run in one process on the same device, from the same weights and the same batches; their steps
 alternate (and which goes first alternates too) so machine noise hits both alike. The optimised step is
-exactly what training runs: `engine.train.builders.build_training` + `engine.train.trainer.train_step`, data loading
+exactly what training runs: `engine.train.builders.build_training` + `engine.train.loop.train_steps`, data loading
 included. The reference path is `benchmarks/reference_path.py`. The last line reads
 `speedup X.XXx (optimised A steps/s vs reference B steps/s, device D, config C)`.
 """
@@ -16,12 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 
 def parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
@@ -60,23 +55,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     return 0
-
-
-def interleave(paths: dict[str, Callable[[], float]], warmup: int, steps: int,
-               first: dict[str, float] | None = None) -> dict[str, list[float]]:
-    """Alternate the paths step by step, rotating which goes first; returns timed seconds per path (and puts
-    each path's first, cold step into `first`: compilation and first-touch allocations show there)."""
-    names = list(paths)
-    times: dict[str, list[float]] = {n: [] for n in names}
-    for i in range(warmup + steps):
-        order = names[i % len(names):] + names[:i % len(names)]
-        for name in order:
-            seconds = paths[name]()
-            if i == 0 and first is not None:
-                first[name] = seconds
-            if i >= warmup:
-                times[name].append(seconds)
-    return times
 
 
 if __name__ == "__main__":

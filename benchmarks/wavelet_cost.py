@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.configs import SHARED_DATA
 
 CONFIGS = {
     # GPT-2 shape (768 wide, 50257-token vocabulary), random weights, 6 layers; ETTh1 all 7 variables
@@ -82,7 +79,7 @@ def main() -> None:
     parser.add_argument("--config", choices=[*CONFIGS, "both"], default="both")
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--root_path", default=str(ROOT.parent / "shared" / "data"),
+    parser.add_argument("--root_path", default=str(SHARED_DATA),
                         help="folder holding ETTh1.csv")
     args = parser.parse_args()
     for name in (["tiny", "etth1-gpt2-6l"] if args.config == "both" else [args.config]):

@@ -1,4 +1,5 @@
-"""The folders are the architecture: every import points down the layers, never up."""
+"""The folders are the architecture: every import points down the layers, never up; benchmarks/ import the package
+as any user does, with no path edits and no cycles, and each is named in benchmarks/README.md."""
 
 from __future__ import annotations
 
@@ -16,14 +17,16 @@ LAYERS = {
     "engine.recipes": set(),
     "engine.progress": set(),
     "engine.runtime": {"core", "models"},
+    "engine.model_io": {"core", "data_provider", "models", "engine.config", "engine.recipes"},
     "engine.evaluate": {"core", "data_provider", "models", "engine.config", "engine.progress"},
     "engine.report": {"core", "data_provider", "models", "engine.config", "engine.evaluate", "engine.progress"},
     "engine.train": {"core", "data_provider", "models", "engine.config", "engine.recipes", "engine.runtime",
-                     "engine.evaluate", "engine.report", "engine.progress"},
-    "engine.estimate": {"core", "data_provider", "models", "engine.config", "engine.runtime", "engine.evaluate",
-                        "engine.report", "engine.train", "engine.progress", "engine.cli"},
-    "engine.forecast": {"core", "data_provider", "models", "engine.config", "engine.runtime", "engine.evaluate",
-                        "engine.report", "engine.train", "engine.progress"},
+                     "engine.model_io", "engine.evaluate", "engine.report", "engine.progress"},
+    "engine.estimate": {"core", "data_provider", "models", "engine.config", "engine.runtime", "engine.model_io",
+                        "engine.evaluate", "engine.report", "engine.train", "engine.progress", "engine.cli"},
+    # forecasting builds on what training also uses (engine.model_io), never on training itself
+    "engine.forecast": {"core", "data_provider", "models", "engine.config", "engine.runtime", "engine.model_io",
+                        "engine.evaluate", "engine.report", "engine.progress"},
     "engine.cli": {"core", "engine.runtime"},
 }
 
@@ -77,3 +80,63 @@ def test_every_module_belongs_to_a_layer():
 def test_nothing_generic_lands_at_the_top_of_site_packages():
     """Installed, the project is one package (timellm_launcher); core, engine, models... live inside it."""
     assert not any((ROOT / name).exists() for name in ("core", "data_provider", "models", "engine"))
+
+
+# ------------------------------------------------------------------------------------------ benchmarks/
+BENCHMARKS = ROOT / "benchmarks"
+
+
+def _benchmark_imports(path: Path) -> set[str]:
+    """The benchmarks modules a file imports, at any depth (function-level imports included)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module == "benchmarks":
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("benchmarks."):
+            found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("benchmarks."))
+    return found
+
+
+def test_benchmarks_leave_sys_path_alone():
+    """Run as `python -m benchmarks.X` from the checkout, every import resolves without path edits."""
+    touched = [p.name for p in BENCHMARKS.glob("*.py")
+               if "sys.path" in p.read_text(encoding="utf-8") or "noqa: E402" in p.read_text(encoding="utf-8")]
+    assert not touched, touched
+
+
+def test_benchmarks_import_no_cycle():
+    graph = {p.stem: _benchmark_imports(p) for p in BENCHMARKS.glob("*.py")}
+
+    def reaches(start: str, target: str, seen: set[str]) -> bool:
+        for nxt in graph.get(start, ()):
+            if nxt == target or (nxt not in seen and reaches(nxt, target, seen | {nxt})):
+                return True
+        return False
+
+    cycles = sorted(name for name in graph if reaches(name, name, {name}))
+    assert not cycles, cycles
+
+
+def _all_imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def test_the_package_never_imports_benchmarks_or_tests():
+    upward = [str(p.relative_to(ROOT)) for p in (ROOT / PACKAGE).rglob("*.py")
+              if {"benchmarks", "tests", "conftest"} & {m.split(".")[0] for m in _all_imports(p)}]
+    assert not upward, upward
+
+
+def test_every_benchmark_module_is_in_the_benchmarks_readme():
+    readme = (BENCHMARKS / "README.md").read_text(encoding="utf-8")
+    missing = [p.stem for p in BENCHMARKS.glob("*.py") if p.stem != "__init__"
+               and f"benchmarks.{p.stem}`" not in readme and f"benchmarks/{p.name}" not in readme]
+    assert not missing, f"benchmarks/README.md does not name {missing}"
