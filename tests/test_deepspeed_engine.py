@@ -8,6 +8,7 @@ import os
 import pytest
 import torch
 
+from conftest import reset_accelerate
 from timellm_launcher.engine.config import Config
 
 
@@ -28,7 +29,6 @@ def rank_env():
 
 
 def _setup(ett_root, **overrides):
-    from accelerate.state import AcceleratorState
     from accelerate.utils import set_seed
 
     from timellm_launcher.engine.train.accelerator import build_accelerator
@@ -37,7 +37,7 @@ def _setup(ett_root, **overrides):
     cfg = Config(data="ETTh1", root_path=str(ett_root), features="S", llm_model="GPT2", llm_init="random",
                  llm_layers=1, llm_dim=64, num_tokens=100, d_model=8, d_ff=16, n_heads=2, seq_len=48, pred_len=12,
                  patch_len=8, stride=8, batch_size=16, learning_rate=0.005, **overrides).validate()
-    AcceleratorState._reset_state(True)  # keeps the process group, drops the previous engine's settings
+    reset_accelerate()  # keeps the process group, drops the previous engine's settings
     set_seed(cfg.seed)
     accelerator = build_accelerator(cfg)
     return cfg, accelerator, build_training(cfg, accelerator)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY
+from conftest import TINY, reset_accelerate
 from timellm_launcher.core.errors import UserError
 from timellm_launcher.engine.estimate.compare import base_arguments, classify, parse_compare
 from timellm_launcher.engine.estimate.projection import (
@@ -18,19 +18,11 @@ from timellm_launcher.engine.estimate.projection import (
     Costs,
     batches_per_process,
     earliest_stop_epoch,
-    optimizer_steps_per_epoch,
     periodic_tests_in_epoch,
     project,
     project_run,
     validations_in_epoch,
 )
-
-
-def _reset_accelerate() -> None:
-    from accelerate.state import AcceleratorState, PartialState
-
-    AcceleratorState._reset_state(True)
-    PartialState._reset_state()
 
 
 # ------------------------------------------------------------------------------------------- arithmetic
@@ -48,41 +40,26 @@ def test_batches_per_process_matches_accelerate_sharding(processes, drop_last):
             assert batches_per_process(samples, batch, processes, drop_last) == len(shard), (samples, batch)
 
 
-@pytest.mark.parametrize(("samples", "batch", "accum", "processes", "cap", "expected"), [
-    (1000, 32, 1, 1, 0, 31),  # the ragged 1000 - 31*32 samples are dropped
-    (1024, 32, 1, 1, 0, 32),
-    (1000, 32, 4, 1, 0, 7),  # 31 micro-batches, 3 left over
-    (1000, 32, 1, 2, 0, 15),  # 31 batches shared by 2 processes: the odd one dropped
-    (1000, 32, 2, 2, 0, 7),
-    (1000, 32, 1, 8, 0, 3),
-    (1000, 32, 1, 1, 5, 5),  # --max_train_steps caps
-    (1000, 32, 1, 1, 500, 31),  # a cap above the epoch changes nothing
-    (55566, 8, 1, 1, 0, 6945),  # ETTh1 --features M, seq 512, pred 96, batch 8
-])
-def test_optimizer_steps_per_epoch(samples, batch, accum, processes, cap, expected):
-    assert optimizer_steps_per_epoch(samples, batch, accum, processes, cap) == expected
-
-
 @pytest.mark.parametrize("extra", [
     [],
     ["--batch_size", "32", "--grad_accum", "3"],
     ["--percent", "10", "--grad_accum", "2"],
     ["--batch_size", "8", "--max_train_steps", "7"],
 ])
-def test_projected_steps_agree_with_the_builders(ett_root, extra):
+def test_builders_count_whole_batches_per_epoch(ett_root, extra):
     from timellm_launcher.engine.config import build_parser, config_from_args
     from timellm_launcher.engine.train.accelerator import build_accelerator
     from timellm_launcher.engine.train.builders import build_training
 
-    _reset_accelerate()
+    reset_accelerate()
     args = build_parser("t").parse_args(["--data", "ETTh1", "--root_path", str(ett_root), *TINY,
                                          "--max_train_steps", "0", *extra])
     cfg = config_from_args(args)
     accelerator = build_accelerator(cfg)
     setup = build_training(cfg, accelerator)
     samples = len(setup.data.datasets["train"])
-    assert optimizer_steps_per_epoch(samples, cfg.batch_size, cfg.grad_accum, accelerator.num_processes,
-                                     cfg.max_train_steps) == setup.steps_per_epoch
+    steps = batches_per_process(samples, cfg.batch_size, accelerator.num_processes, drop_last=True) // cfg.grad_accum
+    assert setup.steps_per_epoch == min(steps, cfg.max_train_steps or steps)  # the ragged last batch dropped
     for split in ("val", "test"):
         assert batches_per_process(len(setup.data.datasets[split]), cfg.eval_batch_size, 1, drop_last=False) \
             == len(setup.loaders[split])
@@ -178,7 +155,7 @@ def estimate(ett_root, tmp_path_factory):
     """One in-process estimate of a tiny ETTh1 run, its JSON and the folders a run would have written."""
     import estimate_training_time
 
-    _reset_accelerate()
+    reset_accelerate()
     tmp = tmp_path_factory.mktemp("estimate")
     before = set(Path(tempfile.gettempdir()).glob("estimate-checkpoint-*"))
     args = ["--data", "ETTh1", "--root_path", str(ett_root), "--features", "S", *TINY, "--train_epochs", "3",
@@ -256,7 +233,7 @@ def test_a_slow_first_step_lands_in_the_warmup(ett_root, monkeypatch):
     from timellm_launcher.engine.train.accelerator import build_accelerator
     from timellm_launcher.engine.train.builders import build_training
 
-    _reset_accelerate()
+    reset_accelerate()
     cfg = config_from_args(build_parser("t").parse_args(["--data", "ETTh1", "--root_path", str(ett_root),
                                                          "--features", "S", *TINY]))
     accelerator = build_accelerator(cfg)
@@ -285,7 +262,7 @@ def test_measure_seconds_extends_the_timed_steps_up_to_the_cap(ett_root):
     from timellm_launcher.engine.train.accelerator import build_accelerator
     from timellm_launcher.engine.train.builders import build_training
 
-    _reset_accelerate()
+    reset_accelerate()
     cfg = config_from_args(build_parser("t").parse_args(["--data", "ETTh1", "--root_path", str(ett_root),
                                                          "--features", "S", *TINY]))
     accelerator = build_accelerator(cfg)
@@ -317,7 +294,7 @@ def test_bad_flags_give_the_same_errors_as_run_main(ett_root, tmp_path, capsys, 
             "--checkpoints", str(tmp_path / "c"), "--output_dir", str(tmp_path / "r")]
     errors = []
     for cli in (run_main, estimate_training_time):
-        _reset_accelerate()
+        reset_accelerate()
         assert cli.main(args) == 2
         errors.append(capsys.readouterr().err.strip().splitlines()[-1])
     assert errors[0] == errors[1] and errors[0].startswith(message)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import TINY, run_cli, synthetic_frame
+from conftest import TINY, reset_accelerate, run_cli, synthetic_frame
 
 COLUMNS = ["a", "b", "OT"]
 SHORT = ["--train_epochs", "1", "--max_train_steps", "20"]
@@ -43,20 +43,17 @@ def _forecast(argv: list[str]) -> int:
 def test_last_test_window_matches_the_trainers_forecast(trained):
     """The trainer's own test forward for the last test window (every variable) against Forecaster.predict on the
     rows before that window's target, both in data units."""
-    from accelerate.state import AcceleratorState, PartialState
-
     from timellm_launcher.engine.config import Config
     from timellm_launcher.engine.evaluate.loop import forecast
     from timellm_launcher.engine.forecast.forecaster import Forecaster
+    from timellm_launcher.engine.model_io import load_weights
     from timellm_launcher.engine.train.accelerator import build_accelerator
-    from timellm_launcher.engine.train.checkpoint import load_weights
     from timellm_launcher.engine.train.trainer import Trainer
     from timellm_launcher.models.attention import eval_attention
 
     run, result, frame = trained
     cfg = Config(**{**result["config"], "is_training": 0})
-    AcceleratorState._reset_state(True)
-    PartialState._reset_state()
+    reset_accelerate()
     trainer = Trainer(cfg, build_accelerator(cfg), 0)
     load_weights(trainer.setup.raw_model, trainer.best_path)
     data = trainer.setup.data

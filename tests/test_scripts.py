@@ -63,6 +63,15 @@ def test_common_helper_picks_a_free_port_and_the_horizons():
     assert full == "96 192" and smoke == "96"
 
 
+def test_smoke_runs_the_tiny_model_of_the_tests_and_benchmarks():
+    from timellm_launcher.engine.recipes import TINY_MODEL
+
+    result = _bash("set -euo pipefail; source scripts/common.sh; printf '%s\\n' \"${SMOKE_ARGS[@]}\"")
+    assert result.returncode == 0, result.stderr
+    smoke = result.stdout.splitlines()
+    assert smoke[:len(TINY_MODEL)] == list(TINY_MODEL), smoke
+
+
 def test_smoke_m4_generates_its_data_and_runs_end_to_end(tmp_path):
     out = tmp_path / "results"
     result = _bash(f"bash scripts/M4.sh --output_dir {out} --checkpoints {tmp_path / 'ckpt'}",

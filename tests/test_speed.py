@@ -3,19 +3,17 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from benchmarks.reference_path import ReferenceTimeLLM, ReferenceTrainer
-from conftest import ROOT, TINY, run_cli
+from conftest import ROOT, TINY, reset_accelerate, run_cli
 from timellm_launcher.engine.config import Config
-from timellm_launcher.engine.train.cadence import score_test_after_epoch, validate_after_epoch, validate_after_step
+from timellm_launcher.engine.train.schedules import score_test_after_epoch, validate_after_epoch, validate_after_step
 from timellm_launcher.models.backbone import is_causal, load_backbone
 from timellm_launcher.models.time_llm import TimeLLM
 
@@ -157,10 +155,7 @@ def _train(ett_root, tmp_path: Path, *extra: str) -> dict:
 
 @pytest.fixture(scope="module")
 def default_run(ett_root, tmp_path_factory):
-    from accelerate.state import AcceleratorState, PartialState
-
-    AcceleratorState._reset_state(True)
-    PartialState._reset_state()
+    reset_accelerate()
     return _train(ett_root, tmp_path_factory.mktemp("default"))
 
 
@@ -224,31 +219,6 @@ def test_validation_inside_epochs_can_pick_a_mid_epoch_best(ett_root, tmp_path):
     assert steps == [3, 6, 8, 9, 12, 15, 16]  # 8 steps per epoch; epoch ends at 8 and 16
     best = min(result["validations"], key=lambda v: v["val_mse"])
     assert result["best_step"] == best["global_step"] and result["metrics"]["val"]["mse"] == best["val_mse"]
-
-
-def test_killed_device_data_run_with_mid_epoch_validation_resumes_to_the_same_metrics(ett_root, tmp_path):
-    args = ["--data", "ETTh1", "--root_path", str(ett_root), "--features", "S", *TINY, "--train_epochs", "2",
-            "--max_train_steps", "12", "--lradj", "type1", "--seed", "4", "--device_data", "--val_every_steps", "5",
-            "--save_every_steps", "4"]
-    whole_dir, cut_dir = tmp_path / "whole", tmp_path / "cut"
-    code, whole = run_cli(args, whole_dir)
-    assert code == 0
-    cut_dir.mkdir()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "run_main.py"), *args, "--output_dir",
-                             str(cut_dir / "results"), "--checkpoints", str(cut_dir / "checkpoints")],
-                            cwd=cut_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 600
-    while not list((cut_dir / "checkpoints").glob("*/last/training_state.json")):
-        assert proc.poll() is None, proc.communicate()
-        assert time.time() < deadline
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=600)
-    code, resumed = run_cli([*args, "--resume", "auto"], cut_dir)
-    assert code == 0
-    assert resumed["metrics"]["test"]["mse"] == pytest.approx(whole["metrics"]["test"]["mse"], rel=1e-6)
-    assert [v["val_mse"] for v in resumed["validations"]] == pytest.approx([v["val_mse"] for v in
-                                                                           whole["validations"]], rel=1e-6)
 
 
 @pytest.mark.parametrize("flush", [True, False])

@@ -1,4 +1,5 @@
-"""End-to-end CLI runs on ETTh1 (real when ../shared/data has it): learning, results, seeds, checkpoints."""
+"""End-to-end CLI runs on ETTh1 (real when ../shared/data has it): learning, results, seeds, checkpoints; and
+non-finite losses: a step skipped, a run stopped in one line, a diverged run never scoring an old checkpoint."""
 
 from __future__ import annotations
 
@@ -6,23 +7,14 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors import safe_open
 
-from conftest import TINY, run_cli
-
-
-@pytest.fixture(scope="module")
-def ett_run(ett_root, tmp_path_factory):
-    """One tiny training run shared by the assertions below (3 epochs x 40 steps, features S)."""
-    from accelerate.state import AcceleratorState, PartialState
-
-    AcceleratorState._reset_state(True)
-    PartialState._reset_state()
-    tmp = tmp_path_factory.mktemp("ett_run")
-    args = ["--data", "ETTh1", "--root_path", str(ett_root), "--features", "S", *TINY,
-            "--train_epochs", "3", "--max_train_steps", "40", "--lradj", "constant", "--seed", "7"]
-    code, result = run_cli(args, tmp)
-    return {"code": code, "result": result, "tmp": tmp, "args": args}
+from conftest import TINY, reset_accelerate, run_cli
+from timellm_launcher.engine.config import Config
+from timellm_launcher.engine.train.builders import build_training
+from timellm_launcher.engine.train.loop import train_step
+from timellm_launcher.engine.train.nan_guard import NonFiniteGuard
 
 
 def test_run_finishes_with_finite_metrics(ett_run):
@@ -113,12 +105,9 @@ def test_itr_repeats_with_consecutive_seeds(ett_root, tmp_path):
 
 def test_diverged_run_is_reported_and_never_scores_an_old_checkpoint(ett_run, capsys):
     """Same setting as the good run, whose best.safetensors exists: a diverged retrain must not score it."""
-    from accelerate.state import AcceleratorState, PartialState
-
     import run_main
 
-    AcceleratorState._reset_state(True)
-    PartialState._reset_state()
+    reset_accelerate()
     args = [a if a != "0.005" else "1e30" for a in ett_run["args"]]  # same flags, an absurd learning rate
     args += ["--output_dir", str(ett_run["tmp"] / "diverged"), "--checkpoints", str(ett_run["tmp"] / "checkpoints")]
     code = run_main.main(args)
@@ -128,11 +117,39 @@ def test_diverged_run_is_reported_and_never_scores_an_old_checkpoint(ett_run, ca
     assert code == 2 and "training diverged" in err
 
 
-def test_resume_refuses_other_model_flags(ett_run, capsys):
-    import run_main
+# ------------------------------------------------------------------ non-finite losses
+def test_run_forced_into_nan_stops_with_one_line(small_csv, tmp_path, capsys):
+    """A learning rate of 1e30 throws the weights to ~1e30 on the first step; every later loss overflows."""
+    args = [*small_csv, *TINY, "--train_epochs", "1",
+            "--max_train_steps", "20", "--learning_rate", "1e30", "--max_bad_steps", "3"]
+    code, result = run_cli(args, tmp_path)
+    err = capsys.readouterr()
+    assert code == 2 and result is None
+    lines = [line for line in err.err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1
+    assert "stopped after 3 non-finite losses (--max_bad_steps 3)" in lines[0]
+    assert "lower --learning_rate (1e+30)" in lines[0]
+    assert err.out.count("non-finite loss") == 3 and "step skipped (3/3)" in err.out
+    assert not list(tmp_path.rglob("best.safetensors"))
 
-    args = [*ett_run["args"], "--resume", "auto", "--output_dir", str(ett_run["tmp"] / "other"),
-            "--checkpoints", str(ett_run["tmp"] / "checkpoints")]
-    args[args.index("--lradj") + 1] = "type1"  # the setting name is unchanged, the schedule is not
-    assert run_main.main(args) == 2
-    assert "--lradj" in capsys.readouterr().err
+
+def test_a_non_finite_step_leaves_the_weights_untouched(ett_root):
+    """An overflowing target (1e20 squared is inf in float32) makes the loss inf: no update, no gradients."""
+    from accelerate import Accelerator
+
+    cfg = Config(data="ETTh1", root_path=str(ett_root), features="S", llm_model="GPT2", llm_init="random",
+                 llm_layers=1, llm_dim=64, num_tokens=50, d_model=8, d_ff=16, n_heads=2, seq_len=48, pred_len=12,
+                 patch_len=8, stride=8, batch_size=4, max_bad_steps=5).validate()
+    accelerator = Accelerator(cpu=True)
+    setup = build_training(cfg, accelerator)
+    guard = NonFiniteGuard(cfg, accelerator, setup.trainable)
+    batch = next(iter(setup.loaders["train"]))
+    before = [p.detach().clone() for p in setup.trainable]
+    bad = {"x": batch["x"], "y": torch.full_like(batch["y"], 1e20)}
+    loss = train_step(setup, bad, guard)
+    assert loss.item() == 0.0 and guard.bad_steps == 1 and guard.last_bad_loss == math.inf
+    assert all(p.grad is None for p in setup.trainable)
+    assert all(torch.equal(a, b) for a, b in zip(before, setup.trainable, strict=True))
+    loss = train_step(setup, batch, guard)
+    assert math.isfinite(loss.item()) and guard.bad_steps == 1
+    assert not all(torch.equal(a, b) for a, b in zip(before, setup.trainable, strict=True))
