@@ -26,9 +26,9 @@ def configure_backends(device: torch.device, dtype: torch.dtype) -> None:
 def flush_subnormals(enabled: bool = True) -> None:
     """Treat subnormal floats (below 1.2e-38 in fp32/bf16) as zero in CPU arithmetic (FTZ/DAZ), as TensorFlow does
     by default. Training sharpens the attention softmaxes, more and more probabilities underflow into the subnormal
-    range, and x86 handles those on a slow path: without this a CPU training step at lr 0.01 grew from ~1.1 s to
-    ~1.6 s within 24 steps (benchmarks/subnormals.py). The setting is per thread and torch's worker threads copy it
-    when they start, so entry points call this before any tensor work. Values this small change no result."""
+    range, and x86 handles those on a slow path: without this a CPU step slows down the longer training runs
+    (benchmarks/README.md, Subnormals). The setting is per thread and torch's worker threads copy it when they
+    start, so entry points call this before any tensor work. Values this small change no result."""
     torch.set_flush_denormal(enabled)
 
 
@@ -74,8 +74,8 @@ def _libc():
 
 def keep_host_memory(enabled: bool = True) -> bool:
     """Serve large host tensors from the heap and keep freed memory there (glibc). By default glibc maps every
-    block above 32 MB freshly from the kernel and unmaps it on free, so each CPU step touches its ~100-200 MB
-    mapping-layer tensors as new pages (hundreds of thousands of page faults, each page zeroed by the kernel).
+    block above 32 MB freshly from the kernel and unmaps it on free, so each CPU step touches its large
+    mapping-layer tensors as new pages, each page faulted in and zeroed by the kernel (benchmarks/README.md).
     Returns whether the setting applied; `enabled=False` restores glibc's defaults."""
     libc = _libc()
     if libc is None:

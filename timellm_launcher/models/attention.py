@@ -9,16 +9,16 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 def choose_attention(device: torch.device, dtype: torch.dtype) -> None:
     """The backbone always attends through SDPA; this picks its kernels for training. On CPUs in bf16/fp16 only the
     math kernel (matmul-softmax-matmul) stays enabled: torch's CPU flash-attention backward is slower there
-    (benchmarks/attention_kernels.py: math/all 0.87 on etth1-gpt2-6l in bf16); in fp32 and on GPUs torch
-    chooses. The switches are process-wide (so activation checkpointing's recomputation sees the same kernel)
-    and evaluation re-enables every kernel (eval_attention). The result is the same either way."""
+    (benchmarks/README.md, SDPA kernels on the CPU); in fp32 and on GPUs torch chooses. The switches are
+    process-wide (so activation checkpointing's recomputation sees the same kernel) and evaluation re-enables every
+    kernel (eval_attention). The result is the same either way."""
     fused = not (device.type == "cpu" and dtype in (torch.bfloat16, torch.float16))
     torch.backends.cuda.enable_flash_sdp(fused)  # despite the name, these switches cover every device
     torch.backends.cuda.enable_mem_efficient_sdp(fused)
 
 
 def eval_attention():
-    """Inference has no backward, and there the fused kernels win on CPUs too (benchmarks/attention_kernels.py:
-    math/all 1.25 for the embedded default's validation, 1.34 on etth1-gpt2-6l in bf16)."""
+    """Inference has no backward, and there the fused kernels win on CPUs too (benchmarks/README.md, SDPA kernels
+    on the CPU)."""
     return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.CUDNN_ATTENTION,
                         SDPBackend.MATH])
