@@ -18,13 +18,13 @@ import tempfile
 from pathlib import Path
 
 from timellm_launcher.data_provider.synthetic import synthetic_frame
+from timellm_launcher.engine.recipes import TINY_MODEL
 from timellm_launcher.engine.runtime import device_name
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY_RUN = ["--llm_model", "GPT2", "--llm_init", "random", "--llm_layers", "1", "--llm_dim", "64", "--num_tokens",
-            "100", "--d_model", "8", "--d_ff", "16", "--n_heads", "2", "--seq_len", "48", "--pred_len", "24",
-            "--patch_len", "8", "--stride", "8", "--batch_size", "16", "--eval_batch_size", "256",
-            "--mixed_precision", "no", "--train_epochs", "1", "--max_train_steps", "10", "--plot_windows", "0"]
+TINY_RUN = [*TINY_MODEL, "--seq_len", "48", "--pred_len", "24", "--patch_len", "8", "--stride", "8",
+            "--batch_size", "16", "--eval_batch_size", "256", "--mixed_precision", "no", "--train_epochs", "1",
+            "--max_train_steps", "10", "--plot_windows", "0"]
 COLUMNS = ["a", "b", "OT"]
 
 # Runs forecast.py in this process and prints its own peak resident set at exit (a parent's wait4 would report the

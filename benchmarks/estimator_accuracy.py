@@ -27,16 +27,14 @@ import time
 from pathlib import Path
 
 from benchmarks.configs import SHARED_DATA
+from timellm_launcher.engine.recipes import TINY_FLAGS
 
 ROOT = Path(__file__).resolve().parents[1]
 
 # --max_train_steps keeps each run to minutes; --features S keeps validation and test affordable
 CONFIGS: dict[str, list[str]] = {
-    "tiny": ["--data", "ETTh1", "--features", "S", "--seq_len", "48", "--pred_len", "12", "--llm_model", "GPT2",
-             "--llm_init", "random", "--llm_layers", "1", "--llm_dim", "64", "--d_model", "8", "--d_ff", "16",
-             "--n_heads", "2", "--num_tokens", "100", "--patch_len", "8", "--stride", "8", "--batch_size", "16",
-             "--eval_batch_size", "256", "--learning_rate", "0.005", "--train_epochs", "3",
-             "--max_train_steps", "150", "--mixed_precision", "no"],
+    "tiny": ["--data", "ETTh1", "--features", "S", *TINY_FLAGS, "--batch_size", "16", "--eval_batch_size", "256",
+             "--train_epochs", "3", "--max_train_steps", "150"],
     "etth1-gpt2-6l": ["--data", "ETTh1", "--features", "S", "--seq_len", "512", "--pred_len", "96",
                       "--llm_model", "GPT2", "--llm_init", "random", "--llm_layers", "6", "--d_model", "32",
                       "--d_ff", "128", "--n_heads", "8", "--num_tokens", "1000", "--patch_len", "16",

@@ -16,15 +16,15 @@ import statistics
 import time
 
 from benchmarks.configs import SHARED_DATA
+from timellm_launcher.engine.recipes import TINY_MODEL
 
 CONFIGS = {
     # GPT-2 shape (768 wide, 50257-token vocabulary), random weights, 6 layers; ETTh1 all 7 variables
     "etth1-gpt2-6l": ["--data", "ETTh1", "--features", "M", "--seq_len", "512", "--pred_len", "96",
                       "--llm_model", "GPT2", "--llm_init", "random", "--llm_layers", "6", "--d_model", "32",
                       "--d_ff", "128", "--batch_size", "8"],
-    "tiny": ["--data", "ETTh1", "--features", "M", "--seq_len", "48", "--pred_len", "12", "--llm_model", "GPT2",
-             "--llm_init", "random", "--llm_layers", "1", "--llm_dim", "64", "--d_model", "8", "--d_ff", "16",
-             "--n_heads", "2", "--num_tokens", "100", "--patch_len", "8", "--stride", "8", "--batch_size", "16"],
+    "tiny": ["--data", "ETTh1", "--features", "M", *TINY_MODEL, "--seq_len", "48", "--pred_len", "12",
+             "--patch_len", "8", "--stride", "8", "--batch_size", "16"],
 }
 VARIANTS = {"plain": [], "swt": ["--use_swt"], "dwt_prompt": ["--use_dwt_prompt"],
             "swt+dwt_prompt": ["--use_swt", "--use_dwt_prompt"]}
