@@ -236,6 +236,7 @@ def test_sigterm_during_the_last_validation_stops_before_the_test(tmp_path, fram
     _same_metrics(resumed, whole)
 
 
+# ------------------------------------------------------------------ killed or stopped in a subprocess
 def test_killed_device_data_run_with_mid_epoch_validation_resumes_to_the_same_metrics(ett_root, tmp_path):
     args = ["--data", "ETTh1", "--root_path", str(ett_root), "--features", "S", *TINY, "--train_epochs", "2",
             "--max_train_steps", "12", "--lradj", "type1", "--seed", "4", "--device_data", "--val_every_steps", "5",
@@ -261,7 +262,6 @@ def test_killed_device_data_run_with_mid_epoch_validation_resumes_to_the_same_me
                                                                            whole["validations"]], rel=1e-6)
 
 
-# ------------------------------------------------------------------ killed or stopped in a subprocess
 RESUME_ARGS = ["--train_epochs", "3", "--max_train_steps", "15", "--save_every_steps", "4", "--lradj", "type1",
                "--seed", "11", "--patience", "5"]
 

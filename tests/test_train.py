@@ -103,6 +103,7 @@ def test_itr_repeats_with_consecutive_seeds(ett_root, tmp_path):
     assert runs[0]["setting"].endswith("_0") and runs[1]["setting"].endswith("_1")
 
 
+# ------------------------------------------------------------------ non-finite losses
 def test_diverged_run_is_reported_and_never_scores_an_old_checkpoint(ett_run, capsys):
     """Same setting as the good run, whose best.safetensors exists: a diverged retrain must not score it."""
     import run_main
@@ -117,7 +118,6 @@ def test_diverged_run_is_reported_and_never_scores_an_old_checkpoint(ett_run, ca
     assert code == 2 and "training diverged" in err
 
 
-# ------------------------------------------------------------------ non-finite losses
 def test_run_forced_into_nan_stops_with_one_line(small_csv, tmp_path, capsys):
     """A learning rate of 1e30 throws the weights to ~1e30 on the first step; every later loss overflows."""
     args = [*small_csv, *TINY, "--train_epochs", "1",
