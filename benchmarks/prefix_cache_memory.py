@@ -27,9 +27,9 @@ def measure(mode: str, rows: int, flags: list[str]) -> float:
     import timellm_launcher.models.time_llm as time_llm
     from timellm_launcher.engine.cli import prepare_process
     from timellm_launcher.engine.config import build_parser, config_from_args
+    from timellm_launcher.engine.model_io import build_model
     from timellm_launcher.engine.report.memory import MemoryMeter
     from timellm_launcher.engine.runtime import configure_backends
-    from timellm_launcher.engine.train.builders import build_model
 
     prepare_process()
     if mode == "stored":  # every pass keeps its keys and values until the forward ends

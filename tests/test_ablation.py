@@ -41,7 +41,7 @@ def test_no_llm_run_skips_the_llm(ett_root, tmp_path, monkeypatch):
 
 def test_no_llm_forward_feeds_normalised_reprogrammed_patches_to_the_head():
     from timellm_launcher.engine.config import Config
-    from timellm_launcher.engine.train.builders import build_model
+    from timellm_launcher.engine.model_io import build_model
 
     cfg = Config(llm_model="none", d_model=8, d_ff=16, n_heads=2, num_tokens=20, seq_len=32, pred_len=8,
                  patch_len=8, stride=8, dropout=0.0)

@@ -10,7 +10,7 @@ from transformers import AutoModel, AutoTokenizer
 from timellm_launcher.core.errors import UserError
 from timellm_launcher.data_provider.data_factory import DataOptions, build_data
 from timellm_launcher.engine.config import Config
-from timellm_launcher.engine.train.builders import build_model
+from timellm_launcher.engine.model_io import build_model
 from timellm_launcher.models.backbone import gpt2_tokenizer_from_package, load_backbone, minilm_dir
 from timellm_launcher.models.prompt import StatisticsPrompt
 from timellm_launcher.models.time_llm import TimeLLM
