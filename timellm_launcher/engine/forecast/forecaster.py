@@ -30,7 +30,7 @@ from timellm_launcher.data_provider.csv_loader import Series, row_label, series_
 from timellm_launcher.data_provider.data_factory import standardise
 from timellm_launcher.data_provider.seasonality import first_off_step, future_dates, offset
 from timellm_launcher.data_provider.windows import WindowDataset
-from timellm_launcher.engine.config import Config
+from timellm_launcher.engine.config import SHORT_TERM, Config
 from timellm_launcher.engine.evaluate.intervals import column_name, input_spread
 from timellm_launcher.engine.evaluate.loop import forecast
 from timellm_launcher.engine.forecast.backtest import Backtest
@@ -58,7 +58,7 @@ def read_run(run: str | Path) -> tuple[Path, dict[str, Any]]:
     if not isinstance(result["config"], dict):
         shown = json.dumps(result["config"])[:80]
         raise UserError(f"--run {file}: field config must be an object of flags, got {shown}")
-    if result["config"].get("task_name") == "short_term_forecast":
+    if result["config"].get("task_name") == SHORT_TERM:
         raise UserError(f"--run {file}: an M4 run; forecast.py forecasts runs trained on a CSV with a date column "
                         "(score M4 checkpoints with run_main.py --is_training 0)")
     if not isinstance(result.get("data"), dict) or "input" not in result["data"] \
