@@ -29,9 +29,8 @@ from timellm_launcher.core.errors import UserError
 from timellm_launcher.core.files import write_bytes, write_json
 from timellm_launcher.engine.config import build_parser, config_from_args
 from timellm_launcher.engine.forecast.forecaster import Forecaster
+from timellm_launcher.engine.model_io import BEST
 from timellm_launcher.engine.report.run_report import RESULTS_FILE
-
-CHECKPOINT_NAME = "best.safetensors"
 
 
 def flags_to_argv(flags: dict[str, Any]) -> list[str]:
@@ -125,8 +124,8 @@ class TimeLLMForecaster:
         record = json.loads((self.run / RESULTS_FILE).read_text(encoding="utf-8"))
         source = self.forecaster.checkpoint
         target.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target / CHECKPOINT_NAME)
-        record.update(checkpoint=CHECKPOINT_NAME, checkpoint_absolute=str((target / CHECKPOINT_NAME).resolve()))
+        shutil.copyfile(source, target / BEST)
+        record.update(checkpoint=BEST, checkpoint_absolute=str((target / BEST).resolve()))
         write_json(target / RESULTS_FILE, record)
         return target
 

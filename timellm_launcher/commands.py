@@ -81,8 +81,8 @@ def forecast_parser() -> argparse.ArgumentParser:
                         help="CSV to forecast, with the training file's date column and variables "
                              "(default: the training file)")
     parser.add_argument("--output", default="",
-                        help="CSV to write (default: forecast_<file>.csv, rolling_<file>.csv under --rolling, "
-                             "in the run folder)")
+                        help="CSV to write, or parquet when it ends in .parquet (default: forecast_<file>.csv, "
+                             "rolling_<file>.csv under --rolling, in the run folder)")
     parser.add_argument("--plot", default="", help="also draw the history and the forecast into this PNG")
     parser.add_argument("--rolling", action="store_true",
                         help="backtest: forecast the file's windows beside their truth, a batch at a time, and "

@@ -2,8 +2,8 @@
 array with row offsets per series, checked, and held out per series: each series' last `test_size` points are its
 test targets, the `val_size` before them its validation targets, the rest its training part (the scaler's rows).
 
-Every step is an array operation over all series at once (sorting, checks, scaling, window starts), so 10,000
-series cost what one long series of the same total length costs.
+Every step is an array operation over all series at once (sorting, checks, scaling, window starts): no Python loop
+over series (python -m benchmarks.long_format times 10,000 series beside a wide table of the same points).
 """
 
 from __future__ import annotations

@@ -65,6 +65,15 @@ def offset(freq: str) -> pd.DateOffset:
     return to_offset(freq)
 
 
+def is_frequency(freq: object) -> bool:
+    """Whether `freq` is a frequency `offset` reads (results.json is editable: check before use)."""
+    try:
+        offset(freq)
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return True
+
+
 def first_off_step(dates: pd.DatetimeIndex, freq: str) -> int | None:
     """Index of the first timestamp that does not follow its predecessor by one `freq` step, or None."""
     if len(dates) < 2:

@@ -28,7 +28,7 @@ from accelerate.utils import set_seed
 from timellm_launcher.core.errors import UserError
 from timellm_launcher.data_provider.csv_loader import Series, row_label, series_from_frame
 from timellm_launcher.data_provider.data_factory import standardise
-from timellm_launcher.data_provider.seasonality import first_off_step, future_dates, offset
+from timellm_launcher.data_provider.seasonality import first_off_step, future_dates, is_frequency
 from timellm_launcher.data_provider.windows import WindowDataset
 from timellm_launcher.engine.config import SHORT_TERM, Config
 from timellm_launcher.engine.evaluate.intervals import column_name, input_spread
@@ -143,12 +143,7 @@ def check_wide_record(require, lay: dict[str, Any]) -> None:
     require("data.input.columns", bool(columns) and lay["target"] == columns[-1] and set(columns) <= set(
         lay["file_columns"]), f"file columns ending with the target {lay['target']!r}", columns)
     require("data.input.regular", isinstance(lay.get("regular"), bool), "true or false", lay.get("regular"))
-    try:
-        offset(lay["freq"])
-        known_freq = True
-    except (ValueError, TypeError):
-        known_freq = False
-    require("data.input.freq", known_freq, "a pandas frequency (h, D, 15min, MS, ...)", lay["freq"])
+    require("data.input.freq", is_frequency(lay["freq"]), "a pandas frequency (h, D, 15min, MS, ...)", lay["freq"])
     season = lay.get("season_length")
     require("data.input.season_length", isinstance(season, int) and not isinstance(season, bool) and season >= 0,
             "an integer >= 0", season)

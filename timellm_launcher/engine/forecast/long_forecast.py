@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import torch
-from pandas.tseries.frequencies import to_offset
 
 from timellm_launcher.core.errors import UserError
-from timellm_launcher.data_provider.long_format import Panel, panel_from_frame, read_long
+from timellm_launcher.data_provider.long_format import Panel, panel_from_frame, read_long, scaled_values, train_scaler
+from timellm_launcher.data_provider.seasonality import is_frequency, offset
 from timellm_launcher.data_provider.windows import PanelWindowDataset, concat_ranges
 from timellm_launcher.engine.evaluate.baselines import last_value, seasonal_naive
 from timellm_launcher.engine.evaluate.intervals import CoverageCounter, column_name, input_spread
@@ -55,12 +55,7 @@ def check_long_record(require, lay: dict[str, Any]) -> None:
     for name in ("id_col", "time_col", "target", "freq", "fillna"):
         require(f"data.input.{name}", isinstance(lay.get(name), str), "a string", lay.get(name))
     require("data.input.fillna", lay["fillna"] in ("none", "ffill", "zero"), "none, ffill or zero", lay["fillna"])
-    try:
-        to_offset(lay["freq"])
-        known_freq = True
-    except (ValueError, TypeError):
-        known_freq = False
-    require("data.input.freq", known_freq, "a pandas frequency (h, D, 15min, MS, ...)", lay["freq"])
+    require("data.input.freq", is_frequency(lay["freq"]), "a pandas frequency (h, D, 15min, MS, ...)", lay["freq"])
     for name in ("season_length", "test_size"):
         value = lay.get(name)
         require(f"data.input.{name}", isinstance(value, int) and not isinstance(value, bool) and value >= 0,
@@ -91,18 +86,15 @@ def scalers(forecaster: Forecaster, panel: Panel) -> tuple[np.ndarray, np.ndarra
     known = forecaster.layout.scalers
     found = np.array([known.get(str(i), (np.nan, np.nan)) for i in panel.ids], dtype=np.float64).reshape(-1, 2)
     new = np.isnan(found[:, 0])
-    if new.any():
-        rows = panel.row_series
-        count = panel.lengths.astype(np.float64)
-        mean = np.bincount(rows, weights=panel.values, minlength=len(panel.ids)) / count
-        std = np.sqrt(np.bincount(rows, weights=(panel.values - mean[rows]) ** 2, minlength=len(panel.ids)) / count)
-        found[new, 0], found[new, 1] = mean[new], np.where(std[new] > 0, std[new], 1.0)
+    if new.any():  # all their history is their training part
+        mean, std = train_scaler(panel, 0, 0)
+        found[new, 0], found[new, 1] = mean[new], std[new]
     return found[:, 0], found[:, 1], new
 
 
 def future_dates(last: pd.DatetimeIndex, freq: str, steps: int) -> np.ndarray:
     """[series, steps] timestamps continuing each series' last date (a loop over steps, never over series)."""
-    step = to_offset(freq)
+    step = offset(freq)
     return np.stack([(last + k * step).to_numpy() for k in range(1, steps + 1)], axis=1)
 
 
@@ -125,9 +117,7 @@ class LongForecast:
         if self.new.any():
             self.notes.append(f"{name}: {int(self.new.sum()):,} series the run never trained on, scaled by their own "
                               "history")
-        rows = panel.row_series
-        scaled = ((panel.values - self.mean[rows]) / self.std[rows]).astype(np.float32)[:, None]
-        self.values = torch.from_numpy(scaled)
+        self.values = torch.from_numpy(scaled_values(panel, self.mean, self.std, name))
         self.model_column = cfg.model
 
     def _dataset(self, starts: np.ndarray, series: np.ndarray) -> PanelWindowDataset:
